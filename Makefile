@@ -1,0 +1,59 @@
+# Two commands on a fresh Debian/Ubuntu machine:
+#   make run   - install, migrate, create the first admin, serve web + worker
+#   make test  - install what the tests need (Debian packages too, as root) and run them all
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+DEBIAN_TEST_PACKAGES := openssh-server openssh-client
+
+.PHONY: run test lint format bench clean
+
+$(VENV)/.installed-run: requirements.txt
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 || $(MAKE) --no-print-directory debian-packages PACKAGES=python3-venv
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed-run requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+# Installs the Debian packages in PACKAGES that are missing (only as root; otherwise it says what to install).
+debian-packages:
+	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "Please install:$$missing (e.g. sudo apt-get install$$missing)"; exit 1; fi; \
+	fi
+
+run: $(VENV)/.installed-run
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	$(PY) manage.py ensure_superuser
+	@echo "tsubame: http://$(HOST):$(PORT)/  (Ctrl-C stops web and worker)"
+	trap 'kill 0' EXIT; \
+	$(PY) manage.py worker & \
+	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) tsubame.asgi:application
+
+test: $(VENV)/.installed-dev
+	@$(MAKE) --no-print-directory debian-packages PACKAGES="$(DEBIAN_TEST_PACKAGES)"
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) manage.py makemigrations --check --dry-run
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: $(VENV)/.installed-dev
+	@$(MAKE) --no-print-directory debian-packages PACKAGES="$(DEBIAN_TEST_PACKAGES)"
+	$(PY) bench/engine.py
+
+clean:
+	rm -rf $(VENV) staticfiles

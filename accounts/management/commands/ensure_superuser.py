@@ -1,0 +1,23 @@
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = (
+        "Create an initial superuser 'admin' if there is no superuser, printing its password once."
+    )
+
+    def handle(self, *args: object, **options: object) -> None:
+        users = get_user_model()
+        if users.objects.filter(is_superuser=True).exists():
+            return
+        password = secrets.token_urlsafe(16)
+        users.objects.create_superuser("admin", email="", password=password)
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Created superuser 'admin' with password: {password}\n"
+                "It is shown only this once; change it in the admin."
+            )
+        )

@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from executions import services
+from executions.models import Execution, HostRun, LogChunk
+
+# The admin shows the start of a log; a larger one is read through the live viewer or
+# downloaded, never loaded whole into a page.
+ADMIN_LOG_BYTES = 512 * 1024
+
+
+class HostRunInline(admin.TabularInline):
+    model = HostRun
+    extra = 0
+    can_delete = False
+    fields = ["server_name", "address", "status", "exit_code", "duration", "error"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    @admin.display(description="Duration (s)")
+    def duration(self, run: HostRun) -> str:
+        return f"{run.duration:.2f}" if run.duration is not None else "—"
+
+
+@admin.register(Execution)
+class ExecutionAdmin(admin.ModelAdmin):
+    list_display = [
+        "__str__",
+        "status",
+        "summary",
+        "trigger",
+        "triggered_by",
+        "created_at",
+        "duration_display",
+    ]
+    list_filter = ["status", "trigger", "job", "created_at"]
+    search_fields = ["job_name", "summary", "host_runs__server_name"]
+    list_select_related = ["triggered_by"]
+    date_hierarchy = "created_at"
+    inlines = [HostRunInline]
+    actions = ["cancel"]
+    readonly_fields = [
+        "job",
+        "job_name",
+        "status",
+        "summary",
+        "trigger",
+        "triggered_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "worker",
+        "heartbeat_at",
+        "cancel_requested_at",
+        "cancel_requested_by",
+        "interpreter",
+        "timeout_seconds",
+        "max_parallel",
+        "script",
+        "log",
+    ]
+    fieldsets = [
+        (None, {"fields": ["job", "job_name", "status", "summary"]}),
+        (
+            "Who and when",
+            {
+                "fields": [
+                    "trigger",
+                    "triggered_by",
+                    "created_at",
+                    "started_at",
+                    "finished_at",
+                    "worker",
+                    "heartbeat_at",
+                    "cancel_requested_at",
+                    "cancel_requested_by",
+                ]
+            },
+        ),
+        ("What ran", {"fields": ["interpreter", "timeout_seconds", "max_parallel", "script"]}),
+        ("Output", {"fields": ["log"]}),
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # executions are started by running a job
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    @admin.display(description="Duration (s)")
+    def duration_display(self, execution: Execution) -> str:
+        return f"{execution.duration:.2f}" if execution.duration is not None else "—"
+
+    @admin.display(description="Log")
+    def log(self, execution: Execution) -> str:
+        names = dict(execution.host_runs.values_list("pk", "server_name"))
+        lines, size, source = [], 0, None
+        for chunk in LogChunk.objects.filter(execution=execution).order_by("seq").iterator():
+            if (chunk.host_run_id, chunk.stream) != source:
+                source = (chunk.host_run_id, chunk.stream)
+                name = names.get(chunk.host_run_id, "?")
+                lines.append(f"\n── {name} {chunk.get_stream_display()} ──\n")
+            lines.append(bytes(chunk.data).decode(errors="replace"))
+            size += len(chunk.data)
+            if size >= ADMIN_LOG_BYTES:
+                lines.append("\n… (truncated; the full log is kept)")
+                break
+        return format_html(
+            '<pre style="max-height:40em;overflow:auto;white-space:pre-wrap">{}</pre>',
+            "".join(lines) or "(no output)",
+        )
+
+    @admin.action(description="Cancel execution", permissions=["cancel"])
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Execution]) -> None:
+        for execution in queryset:
+            if services.cancel_execution(execution, by=request.user):
+                self.message_user(request, f"{execution}: cancel requested")
+            else:
+                self.message_user(request, f"{execution}: already finished", messages.WARNING)
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("executions.change_execution")

@@ -1,0 +1,149 @@
+"""Live output of one execution over a WebSocket at /ws/executions/<id>/?after=<seq>.
+
+On connect the consumer replays what is stored after `after`, then follows: whenever the
+doorbell rings (or the poll interval passes) it reads what is new from the database and
+sends it, status changes included. Reading the database, not trusting messages, is what
+makes the stream gap-free across reconnects, lost rings and worker restarts.
+
+Messages sent, in order:
+  {"type": "output", "chunks": [{"seq", "host_run", "stream", "text"[, "b64"]}, ...]}
+  {"type": "status", "execution": {...}, "host_runs": [{...}, ...]}
+  {"type": "end"}   once the execution has finished and every chunk was sent
+"b64" carries the exact bytes when a chunk is not valid UTF-8 ("text" then shows it with
+replacement characters).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+
+from accounts import policy
+from executions import live
+from executions.models import Execution, LogChunk
+
+BATCH_CHUNKS = 64
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_NOT_FOUND = 4404
+CLOSE_BAD_REQUEST = 4400
+
+
+def chunk_message(chunk: LogChunk) -> dict[str, Any]:
+    data = bytes(chunk.data)
+    message: dict[str, Any] = {
+        "seq": chunk.seq,
+        "host_run": chunk.host_run_id,
+        "stream": LogChunk.Stream(chunk.stream).label,
+    }
+    try:
+        message["text"] = data.decode()
+    except UnicodeDecodeError:
+        message["text"] = data.decode(errors="replace")
+        message["b64"] = base64.b64encode(data).decode()
+    return message
+
+
+def status_message(execution: Execution) -> dict[str, Any]:
+    def when(value: Any) -> str | None:
+        return value.isoformat() if value else None
+
+    return {
+        "type": "status",
+        "execution": {
+            "id": execution.pk,
+            "status": execution.status,
+            "summary": execution.summary,
+            "started_at": when(execution.started_at),
+            "finished_at": when(execution.finished_at),
+            "finished": execution.is_finished,
+        },
+        "host_runs": [
+            {
+                "id": run.pk,
+                "server": run.server_name,
+                "status": run.status,
+                "exit_code": run.exit_code,
+                "error": run.error,
+                "started_at": when(run.started_at),
+                "finished_at": when(run.finished_at),
+            }
+            for run in execution.host_runs.all()
+        ],
+    }
+
+
+class ExecutionConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self) -> None:
+        self.execution_id = int(self.scope["url_route"]["kwargs"]["execution_id"])
+        self.pump_task: asyncio.Task[None] | None = None
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        if not await database_sync_to_async(self._visible)(user):
+            # Not found and not allowed look the same: existence is not leaked.
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        query = parse_qs(self.scope.get("query_string", b"").decode())
+        try:
+            self.last_seq = int(query.get("after", ["-1"])[0])
+        except ValueError:
+            await self.close(code=CLOSE_BAD_REQUEST)
+            return
+        self.doorbell = asyncio.Event()
+        await self.channel_layer.group_add(live.group_name(self.execution_id), self.channel_name)
+        await self.accept()
+        self.pump_task = asyncio.create_task(self.pump())
+
+    async def disconnect(self, code: int) -> None:
+        if self.pump_task:
+            self.pump_task.cancel()
+            await self.channel_layer.group_discard(
+                live.group_name(self.execution_id), self.channel_name
+            )
+
+    async def execution_changed(self, event: dict[str, Any]) -> None:
+        self.doorbell.set()
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        """Clients only listen; anything they send is ignored."""
+
+    def _visible(self, user: Any) -> bool:
+        return policy.executions_visible_to(user).filter(pk=self.execution_id).exists()
+
+    def _read_new(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        # Status first, chunks second: once a finished status is read, every chunk of the
+        # execution is already committed, so the chunks read next are the last ones.
+        execution = Execution.objects.prefetch_related("host_runs").get(pk=self.execution_id)
+        status = status_message(execution)
+        chunks = LogChunk.objects.filter(
+            execution_id=self.execution_id, seq__gt=self.last_seq
+        ).order_by("seq")[:BATCH_CHUNKS]
+        return status, [chunk_message(chunk) for chunk in chunks]
+
+    async def pump(self) -> None:
+        sent_status: dict[str, Any] | None = None
+        while True:
+            self.doorbell.clear()
+            status, chunks = await database_sync_to_async(self._read_new)()
+            if chunks:
+                await self.send_json({"type": "output", "chunks": chunks})
+                self.last_seq = chunks[-1]["seq"]
+            if status != sent_status:
+                await self.send_json(status)
+                sent_status = status
+            if len(chunks) == BATCH_CHUNKS:
+                continue  # more is stored: keep sending before waiting
+            if status["execution"]["finished"]:
+                await self.send_json({"type": "end"})
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.doorbell.wait(), settings.LIVE_POLL_SECONDS)

@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class Status(models.TextChoices):
+    """Statuses shared by executions and their host runs."""
+
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+    TIMED_OUT = "timed_out", "Timed out"
+    LOST = "lost", "Lost"
+
+
+ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
+FINISHED_STATUSES = tuple(s for s in Status if s not in ACTIVE_STATUSES)
+
+
+class Trigger(models.TextChoices):
+    ADMIN = "admin", "Admin"
+    API = "api", "API"
+    UI = "ui", "Web UI"
+    SCHEDULE = "schedule", "Schedule"
+    WEBHOOK = "webhook", "Webhook"
+    SYSTEM = "system", "System"
+
+
+class Execution(models.Model):
+    """One run of a job. What ran is a snapshot: editing the job later changes nothing here."""
+
+    job = models.ForeignKey(
+        "jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="executions"
+    )
+    job_name = models.CharField(max_length=100)
+    script = models.TextField()
+    interpreter = models.CharField(max_length=255)
+    timeout_seconds = models.PositiveIntegerField(null=True, blank=True)
+    max_parallel = models.PositiveIntegerField()
+
+    trigger = models.CharField(max_length=20, choices=Trigger.choices)
+    triggered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="executions",
+    )
+
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    summary = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    # Set by the worker that claimed the execution; the reaper marks it lost when the
+    # heartbeat stops.
+    worker = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "heartbeat_at"])]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.job_name}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class HostRun(models.Model):
+    """One server within an execution."""
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="host_runs")
+    server = models.ForeignKey(
+        "servers.Server", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    server_name = models.CharField(max_length=100)
+    address = models.CharField(max_length=400)
+
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    exit_code = models.IntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["execution", "server_name", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.server_name} in {self.execution}"
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class LogChunk(models.Model):
+    """A piece of one host run's output, exactly as the server sent it.
+
+    `seq` counts up from 0 without gaps across the whole execution (one writer per
+    execution assigns it), so a client that knows the last seq it has can ask for the rest.
+    """
+
+    class Stream(models.IntegerChoices):
+        STDOUT = 1, "stdout"
+        STDERR = 2, "stderr"
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="chunks")
+    host_run = models.ForeignKey(HostRun, on_delete=models.CASCADE, related_name="chunks")
+    seq = models.PositiveBigIntegerField()
+    stream = models.PositiveSmallIntegerField(choices=Stream.choices)
+    data = models.BinaryField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["execution", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["execution", "seq"], name="logchunk_unique_seq")
+        ]
+        indexes = [models.Index(fields=["host_run", "seq"])]
+
+    def __str__(self) -> str:
+        return f"{self.execution_id}:{self.seq}"

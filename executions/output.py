@@ -1,0 +1,219 @@
+"""The output pipeline of one execution: host threads in, ordered LogChunks out.
+
+Every host thread hands its bytes to one `OutputWriter`, whose own thread batches them
+(bounded in time and size), gives them consecutive sequence numbers, writes them in one
+transaction and rings the doorbell after commit. One writer per execution is what makes
+`seq` gap-free. The queue between them is bounded, so a fast remote fills it, the host
+thread blocks, SSH flow control pauses the remote, and worker memory stays flat whatever
+the size of the output.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.db import OperationalError, close_old_connections, connection, transaction
+from django.utils import timezone
+
+from executions import live
+from executions.models import LogChunk
+
+logger = logging.getLogger(__name__)
+
+STREAMS = {"stdout": LogChunk.Stream.STDOUT, "stderr": LogChunk.Stream.STDERR}
+
+
+def utf8_safe_split(data: bytes, limit: int) -> int:
+    """An index <= limit that does not cut a UTF-8 character in two.
+
+    Chunks are stored byte-exact whatever they hold; cutting at a character boundary only
+    means that text output decodes chunk by chunk without replacement characters.
+    """
+    if limit >= len(data):
+        return len(data)
+    cut = limit
+    # Step back over at most 3 continuation bytes (0b10xxxxxx) to the character start.
+    while cut > limit - 3 and cut > 0 and data[cut] & 0xC0 == 0x80:
+        cut -= 1
+    return cut if cut > 0 and data[cut] & 0xC0 != 0x80 else limit
+
+
+def incomplete_utf8_tail(data: bytes) -> int:
+    """How many bytes at the end of `data` are the start of an unfinished UTF-8 character."""
+    for back in range(1, min(3, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 == 0x80:
+            continue  # continuation byte: keep looking for the lead byte
+        if byte & 0xE0 == 0xC0:
+            needed = 2
+        elif byte & 0xF0 == 0xE0:
+            needed = 3
+        elif byte & 0xF8 == 0xF0:
+            needed = 4
+        else:
+            return 0  # ASCII or invalid lead: nothing worth holding back
+        return back if back < needed else 0
+    return 0
+
+
+@dataclass
+class _Pending:
+    host_run_id: int
+    stream: int
+    data: bytearray
+    arrived: datetime = field(default_factory=timezone.now)
+
+
+@dataclass
+class _Barrier:
+    host_run_id: int | None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+_STOP = object()
+
+
+class OutputWriter:
+    def __init__(self, execution_id: int, *, queue_items: int = 64) -> None:
+        self.execution_id = execution_id
+        self.chunk_bytes = settings.OUTPUT_CHUNK_BYTES
+        self.flush_seconds = settings.OUTPUT_FLUSH_SECONDS
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_items)
+        self._pending: list[_Pending] = []
+        self._pending_bytes = 0
+        # Unfinished UTF-8 characters held back per (host run, stream) until more arrives.
+        self._tails: dict[tuple[int, int], bytes] = {}
+        self._next_seq = 0
+        self._last_flush = 0.0
+        self._thread = threading.Thread(
+            target=self._run, name=f"output-{execution_id}", daemon=True
+        )
+
+    def __enter__(self) -> OutputWriter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread.is_alive():
+            self._put(_STOP)
+            self._thread.join()
+
+    def _put(self, item: object) -> None:
+        while True:
+            try:
+                self._queue.put(item, timeout=1.0)
+                return
+            except queue.Full:
+                if not self._thread.is_alive():
+                    raise RuntimeError("the output writer stopped; see the worker log") from None
+
+    def write(self, host_run_id: int, stream: str, data: bytes) -> None:
+        """Queue output; blocks while the writer is behind (that is the backpressure)."""
+        if data:
+            self._put((host_run_id, STREAMS[stream], data))
+
+    def sync(self, host_run_id: int | None = None) -> None:
+        """Return once everything written so far is committed.
+
+        Naming a host run says its streams have ended, so its held-back bytes go out too.
+        """
+        barrier = _Barrier(host_run_id)
+        self._put(barrier)
+        while not barrier.done.wait(1.0):
+            if not self._thread.is_alive():
+                raise RuntimeError("the output writer stopped; see the worker log")
+
+    def _run(self) -> None:
+        try:
+            while True:
+                timeout = None
+                if self._pending:
+                    timeout = max(0.0, self._last_flush + self.flush_seconds - time.monotonic())
+                try:
+                    item = self._queue.get(timeout=timeout)
+                except queue.Empty:
+                    self._flush()
+                    continue
+                if item is _STOP:
+                    self._flush(final_for=None, final=True)
+                    return
+                if isinstance(item, _Barrier):
+                    self._flush(final_for=item.host_run_id)
+                    item.done.set()
+                    continue
+                self._add(*item)
+                due = time.monotonic() - self._last_flush >= self.flush_seconds
+                if due or self._pending_bytes >= self.chunk_bytes:
+                    self._flush()
+        finally:
+            connection.close()
+
+    def _add(self, host_run_id: int, stream: int, data: bytes) -> None:
+        last = self._pending[-1] if self._pending else None
+        if last and (last.host_run_id, last.stream) == (host_run_id, stream):
+            last.data += data
+        else:
+            self._pending.append(_Pending(host_run_id, stream, bytearray(data)))
+        self._pending_bytes += len(data)
+
+    def _flush(self, final_for: int | None = None, *, final: bool = False) -> None:
+        chunks = []
+        seq = self._next_seq
+        for pending in self._pending:
+            key = (pending.host_run_id, pending.stream)
+            data = self._tails.pop(key, b"") + bytes(pending.data)
+            held = incomplete_utf8_tail(data)
+            if held:
+                self._tails[key], data = data[-held:], data[:-held]
+            while data:
+                cut = utf8_safe_split(data, self.chunk_bytes)
+                chunks.append(
+                    LogChunk(
+                        execution_id=self.execution_id,
+                        host_run_id=pending.host_run_id,
+                        seq=seq,
+                        stream=pending.stream,
+                        data=data[:cut],
+                        created_at=pending.arrived,
+                    )
+                )
+                seq += 1
+                data = data[cut:]
+        for key in [k for k in self._tails if final or k[0] == final_for]:
+            chunks.append(
+                LogChunk(
+                    execution_id=self.execution_id,
+                    host_run_id=key[0],
+                    seq=seq,
+                    stream=key[1],
+                    data=self._tails.pop(key),
+                    created_at=timezone.now(),
+                )
+            )
+            seq += 1
+        self._pending, self._pending_bytes = [], 0
+        self._last_flush = time.monotonic()
+        if chunks:
+            self._save(chunks)
+            self._next_seq = seq
+
+    def _save(self, chunks: list[LogChunk]) -> None:
+        # Output is never dropped: a busy or briefly unavailable database is waited out.
+        for attempt in range(1, 31):
+            try:
+                with transaction.atomic():
+                    LogChunk.objects.bulk_create(chunks)
+                    live.ring_after_commit(self.execution_id)
+                return
+            except OperationalError:
+                if attempt == 30:
+                    raise
+                logger.warning("writing output of execution %s failed, retrying", self.execution_id)
+                close_old_connections()
+                time.sleep(min(2.0, 0.1 * attempt))

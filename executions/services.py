@@ -1,0 +1,224 @@
+"""The one place where executions start, change state and finish.
+
+Admin actions, the API, the UI, schedules and webhooks call `start_execution` and
+`cancel_execution`; the worker calls the rest. Every transition is a conditional UPDATE on
+the current status, so a duplicated task, a second worker or a late reaper can never move
+an execution twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from executions import live
+from executions.models import ACTIVE_STATUSES, Execution, HostRun, Status, Trigger
+from jobs.models import Job
+from servers.models import Server
+
+logger = logging.getLogger(__name__)
+
+
+class ExecutionError(Exception):
+    """A run that cannot be started or changed; the message is meant for the user."""
+
+
+def start_execution(
+    job: Job,
+    *,
+    trigger: Trigger,
+    triggered_by: object | None = None,
+    servers: Iterable[Server] | None = None,
+) -> Execution:
+    """Snapshot the job and its targets into a queued execution and hand it to a worker."""
+    if not job.enabled:
+        raise ExecutionError(f"job {job.name!r} is disabled")
+    targets = list(job.servers.all() if servers is None else servers)
+    if not targets:
+        raise ExecutionError(f"job {job.name!r} has no target servers")
+
+    with transaction.atomic():
+        execution = Execution.objects.create(
+            job=job,
+            job_name=job.name,
+            script=job.script,
+            interpreter=job.interpreter,
+            timeout_seconds=job.timeout_seconds,
+            max_parallel=job.max_parallel,
+            trigger=trigger,
+            triggered_by=triggered_by if getattr(triggered_by, "pk", None) else None,
+        )
+        HostRun.objects.bulk_create(
+            HostRun(
+                execution=execution,
+                server=server,
+                server_name=server.name,
+                address=server.address,
+            )
+            for server in sorted(set(targets), key=lambda s: s.name)
+        )
+        transaction.on_commit(lambda: _enqueue(execution.pk))
+    return execution
+
+
+def _enqueue(execution_id: int) -> None:
+    try:
+        async_task(
+            "executions.tasks.run_execution",
+            execution_id,
+            task_name=f"execution-{execution_id}",
+        )
+    except Exception as exc:  # the broker is down: say so instead of queueing forever
+        logger.exception("could not queue execution %s", execution_id)
+        _finish_unstarted(execution_id, Status.FAILED, f"could not be queued: {exc}")
+
+
+def cancel_execution(execution: Execution, *, by: object | None = None) -> bool:
+    """Ask for a stop. Returns False if the execution had already finished.
+
+    A queued execution is cancelled at once (its task will find nothing to claim); a running
+    one is flagged, and its worker stops the remote processes within seconds.
+    """
+    user = by if getattr(by, "pk", None) else None
+    if _finish_unstarted(execution.pk, Status.CANCELLED, "cancelled before it started", user):
+        return True
+    flagged = Execution.objects.filter(
+        pk=execution.pk, status=Status.RUNNING, cancel_requested_at=None
+    ).update(cancel_requested_at=timezone.now(), cancel_requested_by=user)
+    if flagged:
+        live.ring_after_commit(execution.pk)
+        return True
+    # Already flagged by an earlier request: still a cancel in progress, not a refusal.
+    return Execution.objects.filter(pk=execution.pk, status=Status.RUNNING).exists()
+
+
+def _finish_unstarted(
+    execution_id: int, status: Status, summary: str, user: object | None = None
+) -> bool:
+    now = timezone.now()
+    with transaction.atomic():
+        changed = Execution.objects.filter(pk=execution_id, status=Status.QUEUED).update(
+            status=status,
+            summary=summary,
+            finished_at=now,
+            cancel_requested_at=now if status == Status.CANCELLED else None,
+            cancel_requested_by=user,
+        )
+        if changed:
+            HostRun.objects.filter(execution_id=execution_id, status=Status.QUEUED).update(
+                status=status, finished_at=now
+            )
+            live.ring_after_commit(execution_id)
+    return bool(changed)
+
+
+# --- worker side ---------------------------------------------------------------------
+
+
+def claim_execution(execution_id: int, worker: str) -> Execution | None:
+    """Take a queued execution for this worker; None if anyone else has or had it."""
+    now = timezone.now()
+    claimed = Execution.objects.filter(pk=execution_id, status=Status.QUEUED).update(
+        status=Status.RUNNING, started_at=now, heartbeat_at=now, worker=worker
+    )
+    if not claimed:
+        return None
+    live.ring_after_commit(execution_id)
+    return Execution.objects.get(pk=execution_id)
+
+
+def heartbeat(execution_id: int) -> bool:
+    """Prove the worker is alive. False means the execution is no longer ours to run."""
+    return bool(
+        Execution.objects.filter(pk=execution_id, status=Status.RUNNING).update(
+            heartbeat_at=timezone.now()
+        )
+    )
+
+
+def is_cancel_requested(execution_id: int) -> bool:
+    return Execution.objects.filter(
+        Q(cancel_requested_at__isnull=False) | ~Q(status=Status.RUNNING), pk=execution_id
+    ).exists()
+
+
+def start_host_run(host_run: HostRun) -> bool:
+    now = timezone.now()
+    started = HostRun.objects.filter(pk=host_run.pk, status=Status.QUEUED).update(
+        status=Status.RUNNING, started_at=now
+    )
+    if started:
+        host_run.status, host_run.started_at = Status.RUNNING, now
+        live.ring_after_commit(host_run.execution_id)
+    return bool(started)
+
+
+def finish_host_run(
+    host_run: HostRun, status: Status, *, exit_code: int | None = None, error: str = ""
+) -> bool:
+    finished = HostRun.objects.filter(pk=host_run.pk, status__in=ACTIVE_STATUSES).update(
+        status=status, exit_code=exit_code, error=error, finished_at=timezone.now()
+    )
+    if finished:
+        live.ring_after_commit(host_run.execution_id)
+    return bool(finished)
+
+
+def finish_execution(execution_id: int) -> Execution:
+    """Close a running execution with a status derived from its host runs."""
+    execution = Execution.objects.get(pk=execution_id)
+    counts = dict(
+        execution.host_runs.values_list("status").annotate(n=Count("id")).values_list("status", "n")
+    )
+    if execution.cancel_requested_at:
+        status = Status.CANCELLED
+    elif counts.get(Status.TIMED_OUT):
+        status = Status.TIMED_OUT
+    elif set(counts) == {Status.SUCCEEDED}:
+        status = Status.SUCCEEDED
+    else:
+        status = Status.FAILED
+    summary = ", ".join(f"{n} {Status(s).label.lower()}" for s, n in sorted(counts.items()))
+    Execution.objects.filter(pk=execution_id, status=Status.RUNNING).update(
+        status=status, summary=summary, finished_at=timezone.now()
+    )
+    live.ring_after_commit(execution_id)
+    execution.refresh_from_db()
+    return execution
+
+
+def reap_lost_executions() -> list[int]:
+    """Mark running executions whose worker stopped heartbeating as lost.
+
+    Output written so far stays; only the outcome is unknown. Safe to run from any number
+    of processes at once.
+    """
+    cutoff = timezone.now() - timedelta(seconds=settings.EXECUTION_LOST_AFTER_SECONDS)
+    reaped = []
+    stale = Execution.objects.filter(status=Status.RUNNING, heartbeat_at__lt=cutoff)
+    for execution_id, last_beat in stale.values_list("pk", "heartbeat_at"):
+        now = timezone.now()
+        with transaction.atomic():
+            changed = Execution.objects.filter(
+                pk=execution_id, status=Status.RUNNING, heartbeat_at=last_beat
+            ).update(
+                status=Status.LOST,
+                finished_at=now,
+                summary=f"the worker stopped responding (last heartbeat {last_beat:%H:%M:%S} UTC)",
+            )
+            if not changed:
+                continue
+            HostRun.objects.filter(execution_id=execution_id, status__in=ACTIVE_STATUSES).update(
+                status=Status.LOST, finished_at=now, error="the worker running this was lost"
+            )
+            live.ring_after_commit(execution_id)
+        logger.warning("execution %s lost: no heartbeat since %s", execution_id, last_beat)
+        reaped.append(execution_id)
+    return reaped

@@ -1,0 +1,43 @@
+"""Helpers for tests that run executions against the real sshd."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from executions import runner, services
+from executions.models import Execution, LogChunk, Trigger
+from jobs.models import Job
+from servers.models import Server
+
+
+def start(job: Job, **kwargs: object) -> Execution:
+    return services.start_execution(job, trigger=Trigger.SYSTEM, **kwargs)
+
+
+def run(job: Job, **kwargs: object) -> Execution:
+    """Start an execution and run it to the end in this process, as a worker would."""
+    execution = start(job, **kwargs)
+    runner.run_execution(execution.pk)
+    execution.refresh_from_db()
+    return execution
+
+
+def output(execution: Execution, server: Server | None = None, stream: str | None = None) -> bytes:
+    chunks = LogChunk.objects.filter(execution=execution).order_by("seq")
+    if server is not None:
+        chunks = chunks.filter(host_run__server=server)
+    if stream is not None:
+        chunks = chunks.filter(stream=LogChunk.Stream[stream.upper()])
+    return b"".join(bytes(chunk.data) for chunk in chunks)
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)

@@ -1,0 +1,233 @@
+"""tsubame settings: every value comes from an environment variable with a safe default.
+
+The README has one table listing each variable. Defaults run a complete instance on a fresh
+machine: SQLite in WAL mode, the django-q2 ORM broker, and database polling for live output.
+"""
+
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+import dj_database_url
+from cryptography.fernet import Fernet
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def envbool(name: str, default: str) -> bool:
+    return os.getenv(name, default).strip().lower() in ("1", "true", "yes", "on")
+
+
+def envint(name: str, default: int) -> int:
+    return int(os.getenv(name) or default)
+
+
+def envfloat(name: str, default: float) -> float:
+    return float(os.getenv(name) or default)
+
+
+def envlist(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.getenv(name, default).split(",") if item.strip()]
+
+
+def envsecret(name: str) -> str | None:
+    """A secret from NAME, or from the file named by NAME_FILE (Docker/Kubernetes secrets)."""
+    if value := os.getenv(name):
+        return value
+    if path := os.getenv(f"{name}_FILE"):
+        return Path(path).read_text().strip()
+    return None
+
+
+DATA_DIR = Path(os.getenv("TSUBAME_DATA_DIR") or BASE_DIR / "data")
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def generated_secret(filename: str, make: Callable[[], str]) -> str:
+    """Read a secret kept in DATA_DIR, creating it on first use.
+
+    O_EXCL makes the first writer win when a web and a worker process start together, so
+    both end up with the same key instead of each generating its own.
+    """
+    path = DATA_DIR / filename
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(make() + "\n")
+    return path.read_text().strip()
+
+
+SECRET_KEY = envsecret("SECRET_KEY") or generated_secret(
+    "secret_key", lambda: secrets.token_urlsafe(50)
+)
+# Fernet keys for credentials at rest, newest first: the first encrypts, all decrypt, so a
+# key is rotated by prepending a new one and re-saving (see README).
+ENCRYPTION_KEYS = [
+    key.strip()
+    for key in (
+        envsecret("ENCRYPTION_KEYS")
+        or generated_secret("encryption_keys", lambda: Fernet.generate_key().decode())
+    ).split(",")
+    if key.strip()
+]
+
+DEBUG = envbool("DEBUG", "false")
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost")
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "django_q",
+    "accounts",
+    "servers",
+    "jobs",
+    "executions",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "tsubame.urls"
+ASGI_APPLICATION = "tsubame.asgi.application"
+WSGI_APPLICATION = "tsubame.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.getenv("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'tsubame.sqlite3'}",
+        conn_max_age=envint("DB_CONN_MAX_AGE", 0),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {
+        # WAL lets the web process read while a worker writes output; IMMEDIATE makes
+        # writers queue on the busy timeout instead of failing with "database is locked".
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+    # A file, not :memory:, so worker subprocesses started by the tests see the test data.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = os.getenv("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(os.getenv("STATIC_ROOT") or BASE_DIR / "staticfiles")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+SESSION_COOKIE_SECURE = envbool("SECURE_COOKIES", "false")
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+REDIS_URL = os.getenv("REDIS_URL", "")
+
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    # In-process only: the worker cannot ring a browser's consumer through it, so the
+    # consumer falls back to polling the database (LIVE_POLL_SECONDS below).
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# How often a live-output consumer looks at the database without a doorbell. With Redis the
+# doorbell does the work and polling is only a safety net.
+LIVE_POLL_SECONDS = envfloat("LIVE_POLL_SECONDS", 5.0 if REDIS_URL else 0.1)
+
+# The longest one execution may occupy a worker process; django-q2 kills it after this.
+EXECUTION_MAX_SECONDS = envint("EXECUTION_MAX_SECONDS", 7 * 24 * 3600)
+# A running execution writes a heartbeat this often; one whose heartbeat is older than
+# EXECUTION_LOST_AFTER_SECONDS is marked lost by any worker's reaper.
+EXECUTION_HEARTBEAT_SECONDS = envfloat("EXECUTION_HEARTBEAT_SECONDS", 5.0)
+EXECUTION_LOST_AFTER_SECONDS = envfloat("EXECUTION_LOST_AFTER_SECONDS", 30.0)
+EXECUTION_REAP_EVERY_SECONDS = envfloat("EXECUTION_REAP_EVERY_SECONDS", 10.0)
+# How often a running execution checks for a cancel request.
+EXECUTION_CANCEL_POLL_SECONDS = envfloat("EXECUTION_CANCEL_POLL_SECONDS", 0.5)
+# Seconds between TERM and KILL when a run is cancelled or times out.
+EXECUTION_KILL_GRACE_SECONDS = envfloat("EXECUTION_KILL_GRACE_SECONDS", 2.0)
+SSH_CONNECT_TIMEOUT_SECONDS = envfloat("SSH_CONNECT_TIMEOUT_SECONDS", 10.0)
+
+# Output is written in chunks of at most this many bytes, at most every OUTPUT_FLUSH_SECONDS.
+OUTPUT_CHUNK_BYTES = envint("OUTPUT_CHUNK_BYTES", 256 * 1024)
+OUTPUT_FLUSH_SECONDS = envfloat("OUTPUT_FLUSH_SECONDS", 0.05)
+
+Q_CLUSTER = {
+    "name": os.getenv("Q_CLUSTER_NAME", "tsubame"),
+    "workers": envint("WORKERS", 4),
+    "recycle": 50,
+    "timeout": EXECUTION_MAX_SECONDS,
+    # Redelivery would only hit the claim guard of an execution that is already taken, so
+    # it is pushed past the timeout to keep the queue quiet.
+    "retry": EXECUTION_MAX_SECONDS + 3600,
+    "max_attempts": 1,
+    "ack_failures": True,
+    "save_limit": 1000,
+    "poll": 0.1,
+    "catch_up": False,
+    "label": "Task queue",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+LOGIN_URL = "admin:login"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.getenv("LOG_LEVEL", "INFO")},
+    # tsubame reports every SSH failure on the host run itself; paramiko's own tracebacks
+    # for the same events are noise.
+    "loggers": {"paramiko": {"level": "CRITICAL"}},
+}
