@@ -48,11 +48,11 @@ class ServerAdmin(admin.ModelAdmin):
                 "fields": [
                     "auth_method",
                     "credentials_status",
-                    "private_key",
+                    "new_private_key",
                     "clear_private_key",
-                    "passphrase",
+                    "new_passphrase",
                     "clear_passphrase",
-                    "password",
+                    "new_password",
                     "clear_password",
                 ]
             },

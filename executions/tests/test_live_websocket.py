@@ -1,0 +1,133 @@
+"""Live output over the WebSocket: replay, follow, resume, and who may listen."""
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import Permission
+from django.test import Client
+
+from executions import runner
+from executions.consumers import CLOSE_NOT_FOUND, CLOSE_UNAUTHENTICATED
+from executions.models import Status
+from executions.tests.helpers import start
+from tsubame.asgi import build_application
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+
+SCRIPT = "for i in $(seq 1 300); do echo line$i; echo warn$i >&2; done; sleep 0.3; echo done"
+
+
+def session_headers(user) -> list[tuple[bytes, bytes]]:
+    client = Client()
+    client.force_login(user)
+    cookie = f"sessionid={client.cookies['sessionid'].value}"
+    return [(b"cookie", cookie.encode()), (b"origin", b"http://localhost")]
+
+
+async def listen(path: str, headers, *, until_end: bool = True, timeout: float = 30):
+    """Connect, gather messages until `end` (or the close), and return (accepted, messages)."""
+    communicator = WebsocketCommunicator(build_application(), path, headers=headers)
+    connected, code = await communicator.connect(timeout=10)
+    messages = []
+    if connected:
+        while until_end:
+            message = await communicator.receive_json_from(timeout=timeout)
+            messages.append(message)
+            if message["type"] == "end":
+                break
+        await communicator.disconnect()
+    return connected, code, messages
+
+
+def chunks_of(messages):
+    return [chunk for m in messages if m["type"] == "output" for chunk in m["chunks"]]
+
+
+def text(chunks, stream):
+    return "".join(c["text"] for c in chunks if c["stream"] == stream)
+
+
+def test_output_arrives_live_complete_and_in_order(make_server, make_job, superuser, in_background):
+    servers = [make_server(), make_server()]
+    execution = start(make_job(SCRIPT, servers))
+    in_background(lambda: runner.run_execution(execution.pk))
+    connected, _, messages = async_to_sync(listen)(
+        f"/ws/executions/{execution.pk}/", session_headers(superuser)
+    )
+    assert connected
+    chunks = chunks_of(messages)
+    assert [c["seq"] for c in chunks] == list(range(len(chunks)))
+    expected_out = "".join(f"line{i}\n" for i in range(1, 301)) + "done\n"
+    expected_err = "".join(f"warn{i}\n" for i in range(1, 301))
+    for host_run in execution.host_runs.all():
+        mine = [c for c in chunks if c["host_run"] == host_run.pk]
+        assert text(mine, "stdout") == expected_out
+        assert text(mine, "stderr") == expected_err
+    statuses = [m for m in messages if m["type"] == "status"]
+    assert statuses[0]["execution"]["status"] in (Status.QUEUED, Status.RUNNING)
+    final = statuses[-1]
+    assert final["execution"]["status"] == Status.SUCCEEDED
+    assert {r["exit_code"] for r in final["host_runs"]} == {0}
+    assert messages[-1] == {"type": "end"}
+
+
+def test_a_client_resumes_from_its_last_sequence_without_gaps(make_server, make_job, superuser):
+    execution = start(make_job(SCRIPT, [make_server()]))
+    runner.run_execution(execution.pk)
+    headers = session_headers(superuser)
+    _, _, first = async_to_sync(listen)(f"/ws/executions/{execution.pk}/", headers)
+    everything = chunks_of(first)
+    assert len(everything) > 1
+    middle = everything[len(everything) // 2]["seq"]
+    _, _, second = async_to_sync(listen)(f"/ws/executions/{execution.pk}/?after={middle}", headers)
+    assert chunks_of(second) == everything[middle + 1 :]
+
+
+def test_binary_output_reaches_the_client_losslessly(make_server, make_job, superuser):
+    import base64
+
+    execution = start(make_job("printf 'ok \\377\\376\\n'", [make_server()]))
+    runner.run_execution(execution.pk)
+    _, _, messages = async_to_sync(listen)(
+        f"/ws/executions/{execution.pk}/", session_headers(superuser)
+    )
+    (chunk,) = chunks_of(messages)
+    assert base64.b64decode(chunk["b64"]) == b"ok \xff\xfe\n"
+    assert chunk["text"] == "ok \ufffd\ufffd\n"
+
+
+def test_anonymous_client_is_refused(make_server, make_job):
+    execution = start(make_job("echo secret", [make_server()]))
+    connected, code, _ = async_to_sync(listen)(
+        f"/ws/executions/{execution.pk}/", [(b"origin", b"http://localhost")]
+    )
+    assert not connected
+    assert code == CLOSE_UNAUTHENTICATED
+
+
+def test_user_without_permission_cannot_tell_the_execution_exists(
+    make_server, make_job, django_user_model
+):
+    execution = start(make_job("echo secret", [make_server()]))
+    outsider = django_user_model.objects.create_user("outsider", password="pw-out-123!")
+    headers = session_headers(outsider)
+    _, code_existing, _ = async_to_sync(listen)(f"/ws/executions/{execution.pk}/", headers)
+    _, code_missing, _ = async_to_sync(listen)(f"/ws/executions/{execution.pk + 999}/", headers)
+    assert code_existing == code_missing == CLOSE_NOT_FOUND
+
+    outsider.user_permissions.add(Permission.objects.get(codename="view_execution"))
+    runner.run_execution(execution.pk)
+    connected, _, messages = async_to_sync(listen)(
+        f"/ws/executions/{execution.pk}/", session_headers(outsider)
+    )
+    assert connected
+    assert text(chunks_of(messages), "stdout") == "secret\n"
+
+
+def test_foreign_origin_is_refused(make_server, make_job, superuser):
+    execution = start(make_job("echo hi", [make_server()]))
+    headers = [h for h in session_headers(superuser) if h[0] != b"origin"]
+    connected, _, _ = async_to_sync(listen)(
+        f"/ws/executions/{execution.pk}/", [*headers, (b"origin", b"http://evil.example")]
+    )
+    assert not connected
