@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 
 from executions import services
 from jobs.models import Job
@@ -94,7 +95,13 @@ def in_background() -> Iterator[Callable[[Callable[[], None]], threading.Thread]
     threads: list[threading.Thread] = []
 
     def spawn(target: Callable[[], None]) -> threading.Thread:
-        thread = threading.Thread(target=target, daemon=True)
+        def run() -> None:
+            try:
+                target()
+            finally:
+                connection.close()  # each thread has its own; leaving it open blocks teardown
+
+        thread = threading.Thread(target=run, daemon=True)
         thread.start()
         threads.append(thread)
         return thread

@@ -6,11 +6,11 @@ tsubame's own ENCRYPTION_KEYS (rotatable independently of SECRET_KEY), and an un
 value comes back as `Undecryptable`, which code that uses a secret must refuse.
 """
 
+import functools
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
-from django.utils.functional import cached_property
 from encrypted_fields.fields import EncryptedTextField
 
 
@@ -22,14 +22,21 @@ class Undecryptable(str):
     """
 
 
+@functools.cache
+def _cipher(keys: tuple[str, ...]) -> MultiFernet:
+    return MultiFernet([Fernet(key.encode()) for key in keys])
+
+
 class SecretTextField(EncryptedTextField):
-    @cached_property
+    @property
     def keys(self) -> list[bytes]:
         return [key.encode() for key in settings.ENCRYPTION_KEYS]
 
-    @cached_property
+    @property
     def f(self) -> MultiFernet:
-        return MultiFernet([Fernet(key) for key in self.keys])
+        # Looked up on every use (memoized per key list), so a changed ENCRYPTION_KEYS
+        # setting takes effect instead of being frozen at first use.
+        return _cipher(tuple(settings.ENCRYPTION_KEYS))
 
     def to_python(self, value: Any) -> Any:
         if value is None or not isinstance(value, str) or isinstance(value, Undecryptable):

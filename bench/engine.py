@@ -1,0 +1,234 @@
+#!/usr/bin/env python
+"""Benchmark of the execution engine against reference tools, side by side, in one run.
+
+    .venv/bin/python bench/engine.py        (or: make bench)
+
+Starts its own sshd on 127.0.0.1 (as the test suite does), a throw-away data directory
+(SQLite unless DATABASE_URL/REDIS_URL are set), and one real `manage.py worker`, then prints:
+  1. start of an execution -> first output chunk stored,  vs  `ssh host echo hi`
+  2. MB/s for `head -c 200000000 /dev/zero | base64` fully stored, vs the OpenSSH client
+     reading it to /dev/null; plus the worker process's RSS growth
+  3. wall time of `echo hi` on 50 servers,  vs  a bare paramiko thread pool
+Machines here are shared and noisy: read the ratios, not the absolute numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import paramiko
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+WORK = Path(tempfile.mkdtemp(prefix="tsubame-bench-"))
+os.environ.setdefault("TSUBAME_DATA_DIR", str(WORK / "data"))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tsubame.settings")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db.models import Sum  # noqa: E402
+from django.db.models.functions import Length  # noqa: E402
+
+from executions import services  # noqa: E402
+from executions.models import Execution, LogChunk, Trigger  # noqa: E402
+from jobs.models import Job  # noqa: E402
+from servers.models import Server  # noqa: E402
+from servers.tests.sshd import GENEROUS_LIMITS, ClientKeys, LocalSshd  # noqa: E402
+
+ROUNDS = int(os.getenv("BENCH_ROUNDS", "7"))
+BIG_COMMAND = "head -c 200000000 /dev/zero | base64"
+FANOUT = 50
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 600, every: float = 0.002) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("benchmark step did not finish")
+        time.sleep(every)
+
+
+def rss_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} for pid {pid}")
+
+
+class Bench:
+    def __init__(self, sshd: LocalSshd, keys: ClientKeys) -> None:
+        self.sshd = sshd
+        self.key_file = keys.directory / "id_ed25519"
+        self.known_hosts = WORK / "known_hosts"
+        self.known_hosts.write_text(
+            f"[{sshd.host}]:{sshd.port} {sshd.host_key.key_type} {sshd.host_key.key_base64}\n"
+        )
+        self.servers = []
+        for i in range(FANOUT):
+            server = Server.objects.create(
+                name=f"bench-{i:02}",
+                host=sshd.host,
+                port=sshd.port,
+                username=sshd.username,
+                private_key=keys.private_key,
+            )
+            server.trust_host_key(sshd.host_key, None)
+            self.servers.append(server)
+
+    def job(self, script: str, servers: list[Server]) -> Job:
+        job = Job.objects.create(name=f"bench-{Job.objects.count()}", script=script)
+        job.servers.set(servers)
+        job.max_parallel = len(servers)
+        job.save()
+        return job
+
+    def run(
+        self, job: Job, until: Callable[[Execution], bool] | None = None
+    ) -> tuple[float, Execution]:
+        """Seconds from start_execution to `until` (default: finished), and the execution."""
+        began = time.perf_counter()
+        execution = services.start_execution(job, trigger=Trigger.SYSTEM)
+        check = until or (lambda e: Execution.objects.get(pk=e.pk).is_finished)
+        wait_for(lambda: check(execution))
+        elapsed = time.perf_counter() - began
+        wait_for(lambda: Execution.objects.get(pk=execution.pk).is_finished, every=0.05)
+        execution.refresh_from_db()
+        if execution.status != "succeeded":
+            raise RuntimeError(f"benchmark execution {execution.pk} ended {execution.status}")
+        return elapsed, execution
+
+    def ssh(self, command: str, *, first_byte: bool = False) -> float:
+        argv = [
+            "ssh", "-i", str(self.key_file), "-p", str(self.sshd.port),
+            "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+            "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "ControlMaster=no",
+            f"{self.sshd.username}@{self.sshd.host}", command,
+        ]  # fmt: skip
+        began = time.perf_counter()
+        with subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL) as proc:
+            assert proc.stdout is not None
+            if first_byte:
+                proc.stdout.read(1)
+                elapsed = time.perf_counter() - began
+                proc.stdout.read()
+            else:
+                while proc.stdout.read(1 << 20):
+                    pass
+                elapsed = time.perf_counter() - began
+        if proc.returncode:
+            raise RuntimeError(f"ssh exited {proc.returncode}")
+        return elapsed
+
+    def paramiko_pool(self, count: int) -> float:
+        key = paramiko.Ed25519Key.from_private_key_file(str(self.key_file))
+
+        def one(_: int) -> bytes:
+            client = paramiko.SSHClient()
+            client.load_host_keys(str(self.known_hosts))
+            client.connect(
+                self.sshd.host, self.sshd.port, username=self.sshd.username, pkey=key,
+                look_for_keys=False, allow_agent=False,
+            )  # fmt: skip
+            try:
+                _, stdout, _ = client.exec_command("echo hi")
+                return stdout.read()
+            finally:
+                client.close()
+
+        began = time.perf_counter()
+        with ThreadPoolExecutor(count) as pool:
+            results = list(pool.map(one, range(count)))
+        elapsed = time.perf_counter() - began
+        assert results == [b"hi\n"] * count
+        return elapsed
+
+
+def start_worker() -> subprocess.Popen[bytes]:
+    env = os.environ | {
+        "ENCRYPTION_KEYS": ",".join(settings.ENCRYPTION_KEYS),
+        "SECRET_KEY": settings.SECRET_KEY,
+        "WORKERS": "1",
+    }
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "worker"],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=(WORK / "worker.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def main() -> None:
+    call_command("migrate", verbosity=0)
+    (WORK / "keys").mkdir()
+    keys = ClientKeys.generate(WORK / "keys")
+    database = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[1]
+    broker = "redis" if settings.REDIS_URL else "orm"
+    print(f"tsubame engine benchmark: {database} database, {broker} broker, {ROUNDS} rounds")
+    with LocalSshd(keys, limits=GENEROUS_LIMITS) as sshd:
+        bench = Bench(sshd, keys)
+        worker = start_worker()
+        try:
+            report(bench)
+        finally:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(30)
+
+
+def report(bench: Bench) -> None:
+    one = bench.servers[:1]
+    _, warm = bench.run(bench.job("echo warm", one))
+    worker_pid = int(warm.worker.rsplit(":", 1)[1])
+
+    def has_output(execution: Execution) -> bool:
+        return LogChunk.objects.filter(execution_id=execution.pk).exists()
+
+    echo = bench.job("echo hi", one)
+    ours = [bench.run(echo, until=has_output)[0] for _ in range(ROUNDS)]
+    theirs = [bench.ssh("echo hi", first_byte=True) for _ in range(ROUNDS)]
+    first_ours, first_theirs = statistics.median(ours), statistics.median(theirs)
+
+    rss_before = rss_kib(worker_pid, "VmRSS")
+    big_seconds, big = bench.run(bench.job(BIG_COMMAND, one))
+    stored = LogChunk.objects.filter(execution=big).aggregate(n=Sum(Length("data")))["n"]
+    rss_peak = rss_kib(worker_pid, "VmHWM")
+    ssh_big = bench.ssh(BIG_COMMAND)
+    mb_ours, mb_theirs = stored / big_seconds / 1e6, stored / ssh_big / 1e6
+
+    fan = bench.job("echo hi", bench.servers)
+    fan_ours = statistics.median(bench.run(fan)[0] for _ in range(3))
+    fan_pool = statistics.median(bench.paramiko_pool(FANOUT) for _ in range(3))
+
+    rows = [
+        ("1. start -> first output stored", f"{first_ours * 1000:.0f} ms",
+         f"{first_theirs * 1000:.0f} ms (ssh echo)", first_ours / first_theirs, "<= 1.5x"),
+        (f"2. {stored / 1e6:.0f} MB output stored", f"{mb_ours:.0f} MB/s",
+         f"{mb_theirs:.0f} MB/s (ssh > /dev/null)", mb_ours / mb_theirs, ">= 0.25x"),
+        ("   worker RSS growth (peak)", f"{(rss_peak - rss_before) / 1024:.0f} MB",
+         "", None, "<= 100 MB"),
+        (f"3. echo hi on {FANOUT} servers", f"{fan_ours:.2f} s",
+         f"{fan_pool:.2f} s (paramiko pool)", fan_ours / fan_pool, "<= 2x"),
+    ]  # fmt: skip
+    print(f"{'':34} {'tsubame':>10}  {'reference':<30} {'ratio':>6}  target")
+    for name, ours_text, theirs_text, ratio, target in rows:
+        ratio_text = f"{ratio:.2f}" if ratio is not None else ""
+        print(f"{name:34} {ours_text:>10}  {theirs_text:<30} {ratio_text:>6}  {target}")
+
+
+if __name__ == "__main__":
+    main()
