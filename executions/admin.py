@@ -13,6 +13,16 @@ from executions.models import Execution, HostRun, LogChunk
 ADMIN_LOG_BYTES = 512 * 1024
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Runs and their output are written by the engine only; the admin shows them."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
 class HostRunInline(admin.TabularInline):
     model = HostRun
     extra = 0
@@ -29,7 +39,7 @@ class HostRunInline(admin.TabularInline):
 
 
 @admin.register(Execution)
-class ExecutionAdmin(admin.ModelAdmin):
+class ExecutionAdmin(ReadOnlyAdmin):
     list_display = [
         "__str__",
         "status",
@@ -87,12 +97,6 @@ class ExecutionAdmin(admin.ModelAdmin):
         ("Output", {"fields": ["log"]}),
     ]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # executions are started by running a job
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
     @admin.display(description="Duration (s)")
     def duration_display(self, execution: Execution) -> str:
         return f"{execution.duration:.2f}" if execution.duration is not None else "—"
@@ -126,3 +130,31 @@ class ExecutionAdmin(admin.ModelAdmin):
 
     def has_cancel_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("executions.change_execution")
+
+
+@admin.register(HostRun)
+class HostRunAdmin(ReadOnlyAdmin):
+    list_display = ["server_name", "execution", "status", "exit_code", "started_at", "error"]
+    list_filter = ["status", "started_at"]
+    search_fields = ["server_name", "address", "error", "execution__job_name"]
+    list_select_related = ["execution"]
+    raw_id_fields = ["execution", "server"]
+
+
+@admin.register(LogChunk)
+class LogChunkAdmin(ReadOnlyAdmin):
+    list_display = ["execution", "seq", "host_run", "stream", "size", "created_at"]
+    list_filter = ["stream"]
+    list_select_related = ["execution", "host_run"]
+    raw_id_fields = ["execution", "host_run"]
+    readonly_fields = ["execution", "host_run", "seq", "stream", "size", "created_at", "text"]
+    exclude = ["data"]
+    show_full_result_count = False  # counting millions of chunks for the header is slow
+
+    @admin.display(description="Bytes")
+    def size(self, chunk: LogChunk) -> int:
+        return len(chunk.data)
+
+    @admin.display(description="Content")
+    def text(self, chunk: LogChunk) -> str:
+        return format_html("<pre>{}</pre>", bytes(chunk.data).decode(errors="replace"))

@@ -57,7 +57,14 @@ def test_every_admin_page_renders(admin_client, make_server, make_job):
         reverse("admin:jobs_job_changelist"), {"action": "run_job", "_selected_action": [job.pk]}
     )
     assert runner_execution.status_code == 302
-    for name in ("servers_server", "servers_tag", "jobs_job", "executions_execution"):
+    for name in (
+        "servers_server",
+        "servers_tag",
+        "jobs_job",
+        "executions_execution",
+        "executions_hostrun",
+        "executions_logchunk",
+    ):
         assert admin_client.get(reverse(f"admin:{name}_changelist")).status_code == 200
     assert admin_client.get(reverse("admin:servers_server_add")).status_code == 200
     assert admin_client.get(reverse("admin:jobs_job_add")).status_code == 200
