@@ -7,7 +7,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
-DEBIAN_TEST_PACKAGES := openssh-server openssh-client
+# Login shells: the remote wrapper is proven to parse under each of them.
+DEBIAN_TEST_PACKAGES := openssh-server openssh-client procps zsh fish tcsh
 
 .PHONY: run test lint format bench clean
 
