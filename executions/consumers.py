@@ -29,7 +29,10 @@ from accounts import policy
 from executions import live
 from executions.models import Execution, LogChunk
 
+# One message carries at most this many chunks and (past the first chunk) bytes, so that
+# replaying a huge log neither builds huge frames nor holds much memory per client.
 BATCH_CHUNKS = 64
+BATCH_BYTES = 1024 * 1024
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
@@ -119,7 +122,8 @@ class ExecutionConsumer(AsyncJsonWebsocketConsumer):
     def _visible(self, user: Any) -> bool:
         return policy.executions_visible_to(user).filter(pk=self.execution_id).exists()
 
-    def _read_new(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def _read_new(self) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
+        """The current status, the next chunks, and whether more chunks may be waiting."""
         # Status first, chunks second: once a finished status is read, every chunk of the
         # execution is already committed, so the chunks read next are the last ones.
         execution = Execution.objects.prefetch_related("host_runs").get(pk=self.execution_id)
@@ -127,20 +131,26 @@ class ExecutionConsumer(AsyncJsonWebsocketConsumer):
         chunks = LogChunk.objects.filter(
             execution_id=self.execution_id, seq__gt=self.last_seq
         ).order_by("seq")[:BATCH_CHUNKS]
-        return status, [chunk_message(chunk) for chunk in chunks]
+        messages, size = [], 0
+        for chunk in chunks:
+            if messages and size + len(chunk.data) > BATCH_BYTES:
+                break
+            messages.append(chunk_message(chunk))
+            size += len(chunk.data)
+        return status, messages, len(messages) < len(chunks) or len(chunks) == BATCH_CHUNKS
 
     async def pump(self) -> None:
         sent_status: dict[str, Any] | None = None
         while True:
             self.doorbell.clear()
-            status, chunks = await database_sync_to_async(self._read_new)()
+            status, chunks, more = await database_sync_to_async(self._read_new)()
             if chunks:
                 await self.send_json({"type": "output", "chunks": chunks})
                 self.last_seq = chunks[-1]["seq"]
             if status != sent_status:
                 await self.send_json(status)
                 sent_status = status
-            if len(chunks) == BATCH_CHUNKS:
+            if more:
                 continue  # more is stored: keep sending before waiting
             if status["execution"]["finished"]:
                 await self.send_json({"type": "end"})

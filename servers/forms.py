@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django import forms
 
+from servers import ssh
 from servers.models import Server
 
 SECRET_FIELDS = ("private_key", "passphrase", "password")
@@ -41,6 +42,20 @@ class ServerForm(forms.ModelForm):
     class Meta:
         model = Server
         fields = ["name", "host", "port", "username", "auth_method", "tags", "description"]
+
+    def clean(self) -> dict[str, object]:
+        data = super().clean()
+        key = data.get("new_private_key")
+        if key:
+            # A key that cannot be used is refused now, not at 3 a.m. when the job runs.
+            passphrase = data.get("new_passphrase") or (
+                None if data.get("clear_passphrase") else self.instance.passphrase
+            )
+            try:
+                ssh.load_private_key(ssh.Credentials(private_key=key, passphrase=passphrase))
+            except ssh.CredentialError as exc:
+                self.add_error("new_private_key", str(exc))
+        return data
 
     def save(self, commit: bool = True) -> Server:
         server = super().save(commit=False)

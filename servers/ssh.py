@@ -460,7 +460,7 @@ def _verify_host_key(transport: paramiko.Transport, pinned: HostKey | None) -> N
 
 def _authenticate(transport: paramiko.Transport, target: Target) -> None:
     credentials, user = target.credentials, target.username
-    key = _load_private_key(credentials) if credentials.private_key else None
+    key = load_private_key(credentials) if credentials.private_key else None
     if key is None and credentials.password is None:
         raise CredentialError("no password or private key given")
     attempts: list[tuple[str, Callable[[], object]]] = []
@@ -489,7 +489,8 @@ def _authenticate(transport: paramiko.Transport, target: Target) -> None:
     raise AuthFailed(f"authentication as {user} failed: {'; '.join(failures)}")
 
 
-def _load_private_key(credentials: Credentials) -> paramiko.PKey:
+def load_private_key(credentials: Credentials) -> paramiko.PKey:
+    """Parse a private key in any common format; CredentialError says what is wrong with it."""
     text = (credentials.private_key or "").strip() + "\n"
     passphrase = credentials.passphrase.encode() if credentials.passphrase else None
     load = (

@@ -131,3 +131,33 @@ def test_host_key_is_trusted_only_after_a_person_confirms_its_fingerprint(
     assert server.host_key_fingerprint == remote.host_key.fingerprint
     assert server.host_key_trusted_by == superuser
     assert server.host_key_trusted_at is not None
+
+
+@pytest.mark.parametrize(
+    ("key", "passphrase", "error"),
+    [
+        ("not a key at all", "", "cannot parse the private key"),
+        ("encrypted", "", "a passphrase is needed"),
+        ("encrypted", "wrong passphrase", "wrong passphrase"),
+    ],
+)
+def test_unusable_private_key_is_refused_with_a_field_error(
+    admin_client, sshd, key, passphrase, error
+):
+    if key == "encrypted":
+        key = sshd.client_keys.encrypted_private_key
+    response = admin_client.post(
+        reverse("admin:servers_server_add"),
+        {
+            "name": "web-1",
+            "host": sshd.host,
+            "port": sshd.port,
+            "username": sshd.username,
+            "auth_method": "key",
+            "new_private_key": key,
+            "new_passphrase": passphrase,
+        },
+    )
+    assert response.status_code == 200
+    assert error in response.context["adminform"].form.errors["new_private_key"][0]
+    assert not Server.objects.exists()

@@ -281,7 +281,7 @@ def test_ecdsa_and_pem_rsa_keys_are_parsed(tmp_path: Path, key_type) -> None:
         ["ssh-keygen", "-q", "-t", key_type, *pem, "-N", "secret", "-f", str(path)], check=True
     )
     credentials = ssh.Credentials(private_key=path.read_text(), passphrase="secret")
-    key = ssh._load_private_key(credentials)
+    key = ssh.load_private_key(credentials)
     assert f"{key.get_name()} {key.get_base64()}" in Path(f"{path}.pub").read_text()
 
 
