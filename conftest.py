@@ -13,6 +13,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import connection
 
+from accounts.models import Membership, Role, Team
+from accounts.roles import role_group
 from executions import services
 from jobs.models import Job
 from servers.models import Server
@@ -58,12 +60,37 @@ def superuser(django_user_model: type[User]) -> User:
 
 
 @pytest.fixture
-def make_server(sshd: LocalSshd) -> Callable[..., Server]:
+def team() -> Team:
+    return Team.objects.create(name="ops")
+
+
+@pytest.fixture
+def other_team() -> Team:
+    return Team.objects.create(name="elsewhere")
+
+
+@pytest.fixture
+def make_member(django_user_model: type[User]) -> Callable[..., User]:
+    """A user holding `role` in `team` (staff, so the admin is open to them)."""
+
+    def make(team: Team, role: Role, username: str | None = None) -> User:
+        user = django_user_model.objects.create_user(
+            username or f"{role}-of-{team.name}", password="pw-member-123!", is_staff=True
+        )
+        Membership.objects.create(team=team, user=user, role=role_group(role))
+        return user
+
+    return make
+
+
+@pytest.fixture
+def make_server(sshd: LocalSshd, team: Team) -> Callable[..., Server]:
     """A Server pointing at the shared sshd with a working key and its host key trusted."""
     counter = iter(range(1, 100_000))
 
     def make(target: LocalSshd | None = None, **fields: object) -> Server:
         target = target or sshd
+        fields.setdefault("team", team)
         fields.setdefault("name", f"server-{next(counter)}")
         fields.setdefault("host", target.host)
         fields.setdefault("port", target.port)
@@ -78,11 +105,12 @@ def make_server(sshd: LocalSshd) -> Callable[..., Server]:
 
 
 @pytest.fixture
-def make_job() -> Callable[..., Job]:
+def make_job(team: Team) -> Callable[..., Job]:
     counter = iter(range(1, 100_000))
 
     def make(script: str, servers: list[Server], **fields: object) -> Job:
         fields.setdefault("name", f"job-{next(counter)}")
+        fields.setdefault("team", servers[0].team if servers else team)
         job = Job.objects.create(script=script, **fields)
         job.servers.set(servers)
         return job

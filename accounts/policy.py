@@ -1,23 +1,59 @@
 """Who may see and do what: the one access policy for admin, API, UI and WebSockets.
 
-Every face asks these functions instead of checking permissions itself.
+Two questions, asked the same way everywhere:
+- Which objects may this user see (or act on)? `restrict(queryset, user, perm)`.
+- May this user do X to this object? `user.has_perm(perm, obj)` (accounts.backends).
+Objects of a team the user cannot see do not exist for that user: faces answer 404, and
+only a visible object the user may not change gets a 403.
 """
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import QuerySet
+from typing import Any, TypeVar
 
-from executions.models import Execution
+from django.db.models import Model, QuerySet
 
-User = AbstractBaseUser | AnonymousUser
+from accounts.backends import team_permissions
+
+M = TypeVar("M", bound=Model)
+
+# How each team-owned model reaches its team.
+TEAM_PATHS = {
+    "accounts.team": "pk",
+    "accounts.membership": "team",
+    "accounts.auditevent": "team",
+    "servers.server": "team",
+    "jobs.job": "team",
+    "executions.execution": "team",
+    "executions.hostrun": "execution__team",
+    "executions.logchunk": "execution__team",
+}
 
 
-def executions_visible_to(user: User) -> QuerySet[Execution]:
-    if user.is_active and user.has_perm("executions.view_execution"):
-        return Execution.objects.all()
-    return Execution.objects.none()
+def teams_with(user: Any, perm: str) -> list[int]:
+    return [team for team, perms in team_permissions(user).items() if perm in perms]
 
 
-def can_cancel(user: User, execution: Execution) -> bool:
-    return user.is_active and user.has_perm("executions.change_execution")
+def restrict(queryset: QuerySet[M], user: Any, perm: str) -> QuerySet[M]:
+    """The part of `queryset` in teams where `user` holds `perm` (all of it for superusers)."""
+    if user.is_active and user.is_superuser:
+        return queryset
+    path = TEAM_PATHS[queryset.model._meta.label_lower]
+    return queryset.filter(**{f"{path}__in": teams_with(user, perm)})
+
+
+def view_perm(model: type[Model]) -> str:
+    return f"{model._meta.app_label}.view_{model._meta.model_name}"
+
+
+def visible(queryset: QuerySet[M], user: Any) -> QuerySet[M]:
+    """What the user may see: host runs and chunks follow their execution."""
+    model = queryset.model
+    label = model._meta.label_lower
+    if label in ("executions.hostrun", "executions.logchunk"):
+        return restrict(queryset, user, "executions.view_execution")
+    if label in ("accounts.membership",):
+        return restrict(queryset, user, "accounts.view_team")
+    if label == "accounts.auditevent":
+        return restrict(queryset, user, "accounts.view_team_audit")
+    return restrict(queryset, user, view_perm(model))

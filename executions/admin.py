@@ -5,6 +5,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from accounts.adminscope import TeamScopedAdmin
+from accounts.models import Source
 from executions import services
 from executions.models import Execution, HostRun, LogChunk
 
@@ -13,7 +15,7 @@ from executions.models import Execution, HostRun, LogChunk
 ADMIN_LOG_BYTES = 512 * 1024
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(TeamScopedAdmin):
     """Runs and their output are written by the engine only; the admin shows them."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -21,6 +23,14 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return request.user.is_superuser
+
+    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        # Host runs and chunks are seen by whoever may see their execution.
+        execution = getattr(obj, "execution", obj)
+        return request.user.has_perm("executions.view_execution", execution)
 
 
 class HostRunInline(admin.TabularInline):
@@ -42,6 +52,7 @@ class HostRunInline(admin.TabularInline):
 class ExecutionAdmin(ReadOnlyAdmin):
     list_display = [
         "__str__",
+        "team",
         "status",
         "summary",
         "trigger",
@@ -49,13 +60,14 @@ class ExecutionAdmin(ReadOnlyAdmin):
         "created_at",
         "duration_display",
     ]
-    list_filter = ["status", "trigger", "job", "created_at"]
+    list_filter = ["team", "status", "trigger", "job", "created_at"]
     search_fields = ["job_name", "summary", "host_runs__server_name"]
-    list_select_related = ["triggered_by"]
+    list_select_related = ["triggered_by", "team"]
     date_hierarchy = "created_at"
     inlines = [HostRunInline]
     actions = ["cancel"]
     readonly_fields = [
+        "team",
         "job",
         "job_name",
         "status",
@@ -76,7 +88,7 @@ class ExecutionAdmin(ReadOnlyAdmin):
         "log",
     ]
     fieldsets = [
-        (None, {"fields": ["job", "job_name", "status", "summary"]}),
+        (None, {"fields": ["team", "job", "job_name", "status", "summary"]}),
         (
             "Who and when",
             {
@@ -122,14 +134,14 @@ class ExecutionAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Cancel execution", permissions=["cancel"])
     def cancel(self, request: HttpRequest, queryset: QuerySet[Execution]) -> None:
-        for execution in queryset:
-            if services.cancel_execution(execution, by=request.user):
+        for execution in self.permitted(request, queryset, "executions.cancel_execution"):
+            if services.cancel_execution(execution, by=request.user, source=Source.ADMIN):
                 self.message_user(request, f"{execution}: cancel requested")
             else:
                 self.message_user(request, f"{execution}: already finished", messages.WARNING)
 
     def has_cancel_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("executions.change_execution")
+        return request.user.has_perm("executions.cancel_execution")
 
 
 @admin.register(HostRun)

@@ -120,7 +120,7 @@ class ExecutionConsumer(AsyncJsonWebsocketConsumer):
         """Clients only listen; anything they send is ignored."""
 
     def _visible(self, user: Any) -> bool:
-        return policy.executions_visible_to(user).filter(pk=self.execution_id).exists()
+        return policy.visible(Execution.objects.filter(pk=self.execution_id), user).exists()
 
     def _read_new(self) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
         """The current status, the next chunks, and whether more chunks may be waiting."""

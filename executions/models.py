@@ -3,6 +3,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from accounts.models import Source
+
 
 class Status(models.TextChoices):
     """Statuses shared by executions and their host runs."""
@@ -20,18 +22,14 @@ ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
 FINISHED_STATUSES = tuple(s for s in Status if s not in ACTIVE_STATUSES)
 
 
-class Trigger(models.TextChoices):
-    ADMIN = "admin", "Admin"
-    API = "api", "API"
-    UI = "ui", "Web UI"
-    SCHEDULE = "schedule", "Schedule"
-    WEBHOOK = "webhook", "Webhook"
-    SYSTEM = "system", "System"
+# What started an execution is the same vocabulary as the source of an audit event.
+Trigger = Source
 
 
 class Execution(models.Model):
     """One run of a job. What ran is a snapshot: editing the job later changes nothing here."""
 
+    team = models.ForeignKey("accounts.Team", on_delete=models.PROTECT, related_name="executions")
     job = models.ForeignKey(
         "jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="executions"
     )
@@ -69,6 +67,7 @@ class Execution(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["status", "heartbeat_at"])]
+        permissions = [("cancel_execution", "Can cancel an execution")]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.job_name}"

@@ -13,11 +13,14 @@ from collections.abc import Iterable
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from accounts import audit
+from accounts.models import Source
 from executions import live
 from executions.models import ACTIVE_STATUSES, Execution, HostRun, Status, Trigger
 from jobs.models import Job
@@ -43,9 +46,14 @@ def start_execution(
     targets = list(job.servers.all() if servers is None else servers)
     if not targets:
         raise ExecutionError(f"job {job.name!r} has no target servers")
+    try:
+        job.clean_targets(targets)
+    except ValidationError as exc:
+        raise ExecutionError(exc.messages[0]) from exc
 
     with transaction.atomic():
         execution = Execution.objects.create(
+            team_id=job.team_id,
             job=job,
             job_name=job.name,
             script=job.script,
@@ -64,6 +72,13 @@ def start_execution(
             )
             for server in sorted(set(targets), key=lambda s: s.name)
         )
+        audit.record(
+            "run",
+            execution,
+            actor=triggered_by,
+            source=trigger,
+            details={"job": job.pk, "servers": sorted(s.pk for s in targets)},
+        )
         transaction.on_commit(lambda: _enqueue(execution.pk))
     return execution
 
@@ -80,7 +95,9 @@ def _enqueue(execution_id: int) -> None:
         _finish_unstarted(execution_id, Status.FAILED, f"could not be queued: {exc}")
 
 
-def cancel_execution(execution: Execution, *, by: object | None = None) -> bool:
+def cancel_execution(
+    execution: Execution, *, by: object | None = None, source: Source = Source.SYSTEM
+) -> bool:
     """Ask for a stop. Returns False if the execution had already finished.
 
     A queued execution is cancelled at once (its task will find nothing to claim); a running
@@ -88,11 +105,13 @@ def cancel_execution(execution: Execution, *, by: object | None = None) -> bool:
     """
     user = by if getattr(by, "pk", None) else None
     if _finish_unstarted(execution.pk, Status.CANCELLED, "cancelled before it started", user):
+        audit.record("cancel", execution, actor=user, source=source)
         return True
     flagged = Execution.objects.filter(
         pk=execution.pk, status=Status.RUNNING, cancel_requested_at=None
     ).update(cancel_requested_at=timezone.now(), cancel_requested_by=user)
     if flagged:
+        audit.record("cancel", execution, actor=user, source=source)
         live.ring_after_commit(execution.pk)
         return True
     # Already flagged by an earlier request: still a cancel in progress, not a refusal.

@@ -1,32 +1,67 @@
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
+from accounts import policy
+from accounts.adminscope import TeamScopedAdmin
 from executions import services
 from executions.models import Trigger
 from jobs.models import Job
+from servers.models import Server
+
+
+class JobForm(forms.ModelForm):
+    class Meta:
+        model = Job
+        fields = [
+            "team",
+            "name",
+            "description",
+            "enabled",
+            "interpreter",
+            "script",
+            "servers",
+            "max_parallel",
+            "timeout_seconds",
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("team") and data.get("servers") is not None:
+            try:
+                Job(team=data["team"]).clean_targets(list(data["servers"]))
+            except ValidationError as exc:
+                self.add_error("servers", exc)
+        return data
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(TeamScopedAdmin):
+    form = JobForm
     list_display = [
         "name",
+        "team",
         "interpreter",
         "target_count",
         "timeout_seconds",
         "max_parallel",
         "enabled",
     ]
-    list_filter = ["enabled", "interpreter"]
+    list_filter = ["team", "enabled", "interpreter"]
+    list_select_related = ["team"]
     search_fields = ["name", "description", "script"]
     filter_horizontal = ["servers"]
     actions = ["run_job"]
     fieldsets = [
-        (None, {"fields": ["name", "description", "enabled"]}),
+        (None, {"fields": ["team", "name", "description", "enabled"]}),
         ("Script", {"fields": ["interpreter", "script"]}),
         ("Targets and limits", {"fields": ["servers", "max_parallel", "timeout_seconds"]}),
     ]
@@ -34,13 +69,18 @@ class JobAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
         return super().get_queryset(request).prefetch_related("servers")
 
+    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "servers":
+            kwargs["queryset"] = policy.visible(Server.objects.all(), request.user)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
     @admin.display(description="Targets")
     def target_count(self, job: Job) -> int:
         return len(job.servers.all())
 
     @admin.action(description="Run job on its default targets", permissions=["run"])
     def run_job(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        for job in queryset:
+        for job in self.permitted(request, queryset, "jobs.run_job"):
             try:
                 execution = services.start_execution(
                     job, trigger=Trigger.ADMIN, triggered_by=request.user
@@ -54,4 +94,4 @@ class JobAdmin(admin.ModelAdmin):
             )
 
     def has_run_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("executions.add_execution")
+        return request.user.has_perm("jobs.run_job")

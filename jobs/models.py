@@ -1,11 +1,18 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
+if TYPE_CHECKING:
+    from servers.models import Server
+
 
 class Job(models.Model):
-    name = models.CharField(max_length=100, unique=True)
+    team = models.ForeignKey("accounts.Team", on_delete=models.PROTECT, related_name="jobs")
+    name = models.CharField(max_length=100)
     description = models.TextField(blank=True)
     interpreter = models.CharField(
         max_length=255,
@@ -23,7 +30,8 @@ class Job(models.Model):
         "servers.Server",
         blank=True,
         related_name="jobs",
-        help_text="Default targets: where the job runs unless the run names others.",
+        help_text="Default targets: where the job runs unless the run names others. "
+        "Only servers of the job's team.",
     )
     timeout_seconds = models.PositiveIntegerField(
         null=True,
@@ -44,6 +52,16 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["team", "name"], name="job_unique_name")]
+        permissions = [("run_job", "Can run the job")]
 
     def __str__(self) -> str:
         return self.name
+
+    def clean_targets(self, servers: list[Server]) -> None:
+        """A job runs only on servers of its own team, whoever asks."""
+        foreign = sorted(s.name for s in servers if s.team_id != self.team_id)
+        if foreign:
+            raise ValidationError(
+                f"not servers of team {self.team}: {', '.join(foreign)}", code="foreign_server"
+            )

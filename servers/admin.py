@@ -5,7 +5,9 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from servers import ssh
+from accounts.adminscope import TeamScopedAdmin
+from accounts.models import Source
+from servers import services, ssh
 from servers.forms import SECRET_FIELDS, ServerForm
 from servers.models import Server, Tag
 
@@ -16,17 +18,19 @@ class TagAdmin(admin.ModelAdmin):
 
 
 @admin.register(Server)
-class ServerAdmin(admin.ModelAdmin):
+class ServerAdmin(TeamScopedAdmin):
     form = ServerForm
     list_display = [
         "name",
+        "team",
         "address",
         "auth_method",
         "host_key_fingerprint",
         "last_check_status",
         "last_check_at",
     ]
-    list_filter = ["auth_method", "tags", "last_check_status"]
+    list_filter = ["team", "auth_method", "tags", "last_check_status"]
+    list_select_related = ["team"]
     search_fields = ["name", "host", "username", "description"]
     filter_horizontal = ["tags"]
     readonly_fields = [
@@ -41,7 +45,7 @@ class ServerAdmin(admin.ModelAdmin):
         "last_check_at",
     ]
     fieldsets = [
-        (None, {"fields": ["name", "host", "port", "username", "tags", "description"]}),
+        (None, {"fields": ["team", "name", "host", "port", "username", "tags", "description"]}),
         (
             "Credentials (write-only)",
             {
@@ -84,6 +88,12 @@ class ServerAdmin(admin.ModelAdmin):
     ]
     actions = ["test_connection", "fetch_and_trust_host_key"]
 
+    def has_test_connection_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("servers.test_connection")
+
+    def has_trust_host_key_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("servers.trust_host_key")
+
     @admin.display(description="Stored secrets")
     def credentials_status(self, server: Server) -> str:
         return ", ".join(
@@ -91,49 +101,35 @@ class ServerAdmin(admin.ModelAdmin):
             for name in SECRET_FIELDS
         )
 
-    @admin.action(description="Test connection")
+    @admin.action(description="Test connection", permissions=["test_connection"])
     def test_connection(self, request: HttpRequest, queryset: QuerySet[Server]) -> None:
-        for server in queryset:
-            try:
-                check = ssh.check_connection(server.ssh_target())
-            except ssh.CredentialError as exc:
-                check = ssh.ConnectionCheck(status=exc.kind, latency_ms=None, message=str(exc))
-            server.record_check(check)
+        for server in self.permitted(request, queryset, "servers.test_connection"):
+            check = services.check_connection(server)
             latency = f" in {check.latency_ms:.0f} ms" if check.latency_ms is not None else ""
             level = messages.SUCCESS if check.status == "ok" else messages.ERROR
             self.message_user(
                 request, f"{server.name}: {check.status}{latency}. {check.message}", level
             )
 
-    @admin.action(description="Fetch and trust host key")
+    @admin.action(description="Fetch and trust host key", permissions=["trust_host_key"])
     def fetch_and_trust_host_key(
         self, request: HttpRequest, queryset: QuerySet[Server]
     ) -> HttpResponse | None:
-        """Show the fingerprints the servers offer; trust them only once a person confirms.
-
-        On confirmation each key is fetched again and must still match the fingerprint that
-        was shown, so a key swapped in between is not trusted unseen.
-        """
+        """Show the fingerprints the servers offer; trust them only once a person confirms."""
         confirmed = "confirm" in request.POST
         offers = []
-        for server in queryset:
+        for server in self.permitted(request, queryset, "servers.trust_host_key"):
             try:
-                key = ssh.fetch_host_key(server.host, server.port)
-            except ssh.SSHError as exc:
+                if confirmed:
+                    fingerprint = request.POST.get(f"fingerprint-{server.pk}", "")
+                    key = services.trust_offered_host_key(
+                        server, fingerprint, by=request.user, source=Source.ADMIN
+                    )
+                    self.message_user(request, f"{server.name}: trusted {key.fingerprint}")
+                else:
+                    offers.append((server, ssh.fetch_host_key(server.host, server.port)))
+            except (ssh.SSHError, services.FingerprintMismatch) as exc:
                 self.message_user(request, f"{server.name}: {exc}", messages.ERROR)
-                continue
-            if not confirmed:
-                offers.append((server, key))
-            elif request.POST.get(f"fingerprint-{server.pk}") == key.fingerprint:
-                server.trust_host_key(key, request.user)
-                self.message_user(request, f"{server.name}: trusted {key.fingerprint}")
-            else:
-                self.message_user(
-                    request,
-                    f"{server.name}: the server now offers {key.fingerprint}, not the key you "
-                    "confirmed; nothing was trusted",
-                    messages.ERROR,
-                )
         if confirmed or not offers:
             return None
         return TemplateResponse(

@@ -41,7 +41,7 @@ class ServerForm(forms.ModelForm):
 
     class Meta:
         model = Server
-        fields = ["name", "host", "port", "username", "auth_method", "tags", "description"]
+        fields = ["team", "name", "host", "port", "username", "auth_method", "tags", "description"]
 
     def clean(self) -> dict[str, object]:
         data = super().clean()

@@ -24,7 +24,8 @@ class Server(models.Model):
         KEY = "key", "Private key"
         PASSWORD = "password", "Password"
 
-    name = models.CharField(max_length=100, unique=True)
+    team = models.ForeignKey("accounts.Team", on_delete=models.PROTECT, related_name="servers")
+    name = models.CharField(max_length=100)
     host = models.CharField(max_length=255, help_text="Host name or IP address.")
     port = models.PositiveIntegerField(
         default=22, validators=[MinValueValidator(1), MaxValueValidator(65535)]
@@ -61,6 +62,11 @@ class Server(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["team", "name"], name="server_unique_name")]
+        permissions = [
+            ("trust_host_key", "Can trust the server's host key"),
+            ("test_connection", "Can test the connection to the server"),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -3,9 +3,10 @@
 import pytest
 from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
-from django.contrib.auth.models import Permission
 from django.test import Client
 
+from accounts.models import Membership, Role
+from accounts.roles import role_group
 from executions import runner
 from executions.consumers import CLOSE_NOT_FOUND, CLOSE_UNAUTHENTICATED
 from executions.models import Status
@@ -106,7 +107,7 @@ def test_anonymous_client_is_refused(make_server, make_job):
 
 
 def test_user_without_permission_cannot_tell_the_execution_exists(
-    make_server, make_job, django_user_model
+    make_server, make_job, django_user_model, team
 ):
     execution = start(make_job("echo secret", [make_server()]))
     outsider = django_user_model.objects.create_user("outsider", password="pw-out-123!")
@@ -115,7 +116,7 @@ def test_user_without_permission_cannot_tell_the_execution_exists(
     _, code_missing, _ = async_to_sync(listen)(f"/ws/executions/{execution.pk + 999}/", headers)
     assert code_existing == code_missing == CLOSE_NOT_FOUND
 
-    outsider.user_permissions.add(Permission.objects.get(codename="view_execution"))
+    Membership.objects.create(team=team, user=outsider, role=role_group(Role.VIEWER))
     runner.run_execution(execution.pk)
     connected, _, messages = async_to_sync(listen)(
         f"/ws/executions/{execution.pk}/", session_headers(outsider)

@@ -35,9 +35,10 @@ def test_utf8_safe_split_backs_up_to_a_character_start():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_hosts_get_gap_free_sequences_and_exact_bytes(settings):
+def test_concurrent_hosts_get_gap_free_sequences_and_exact_bytes(settings, team):
     settings.OUTPUT_CHUNK_BYTES = 1000
     execution = Execution.objects.create(
+        team=team,
         job_name="j", script="", interpreter="/bin/sh", max_parallel=4, trigger="system"
     )
     runs = [

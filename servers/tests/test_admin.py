@@ -22,11 +22,12 @@ def stored_value(server: Server, column: str) -> str:
         return cursor.fetchone()[0]
 
 
-def test_secrets_are_encrypted_at_rest_and_never_shown(admin_client, sshd):
+def test_secrets_are_encrypted_at_rest_and_never_shown(admin_client, sshd, team):
     key = sshd.client_keys.private_key
     response = admin_client.post(
         reverse("admin:servers_server_add"),
         {
+            "team": team.pk,
             "name": "web-1",
             "host": sshd.host,
             "port": sshd.port,
@@ -56,6 +57,7 @@ def test_empty_secret_field_keeps_the_stored_one_and_clear_removes_it(admin_clie
     server = make_server(password="keep-me-secret")
     url = reverse("admin:servers_server_change", args=[server.pk])
     form = {
+        "team": server.team_id,
         "name": server.name,
         "host": server.host,
         "port": server.port,
@@ -142,13 +144,14 @@ def test_host_key_is_trusted_only_after_a_person_confirms_its_fingerprint(
     ],
 )
 def test_unusable_private_key_is_refused_with_a_field_error(
-    admin_client, sshd, key, passphrase, error
+    admin_client, sshd, team, key, passphrase, error
 ):
     if key == "encrypted":
         key = sshd.client_keys.encrypted_private_key
     response = admin_client.post(
         reverse("admin:servers_server_add"),
         {
+            "team": team.pk,
             "name": "web-1",
             "host": sshd.host,
             "port": sshd.port,

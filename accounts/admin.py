@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from accounts import audit, policy
+from accounts.forms import AdminLoginForm
+from accounts.models import ApiToken, AuditEvent, Membership, Source, Team
+
+admin.site.login_form = AdminLoginForm  # the admin login is throttled like every login
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 1
+    autocomplete_fields = ["user"]
+
+    # The inline's obj is the team: its managers manage its members.
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("accounts.view_team", obj)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("accounts.manage_members", obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("accounts.manage_members", obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("accounts.manage_members", obj)
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    list_display = ["name", "description", "created_at"]
+    search_fields = ["name", "description"]
+    inlines = [MembershipInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Team]:
+        return policy.visible(super().get_queryset(request), request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("accounts.view_team", obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Managers change the team's members (the inline); the team itself is theirs to see.
+        return request.user.has_perm("accounts.manage_members", obj)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [] if request.user.is_superuser else ["name", "description"]
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        deleted = list(formset.deleted_objects) if hasattr(formset, "deleted_objects") else []
+        super().save_formset(request, form, formset, change)
+        for membership in formset.new_objects:
+            self._record("add_member", membership, request)
+        for membership, _fields in formset.changed_objects:
+            self._record("change_member", membership, request)
+        for membership in deleted:
+            self._record("remove_member", membership, request)
+
+    def _record(self, action: str, membership: Membership, request: HttpRequest) -> None:
+        audit.record(
+            action,
+            membership,
+            actor=request.user,
+            source=Source.ADMIN,
+            details={"user": membership.user.get_username(), "role": membership.role.name},
+        )
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = ["at", "actor_name", "action", "object_type", "object_repr", "team", "source"]
+    list_filter = ["action", "source", "team", "object_type"]
+    search_fields = ["actor_name", "object_repr", "object_id"]
+    date_hierarchy = "at"
+    list_select_related = ["team"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AuditEvent]:
+        return policy.visible(super().get_queryset(request), request.user)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("accounts.view_team_audit")
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("accounts.view_team_audit", obj)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Each person manages their own tokens; the secret is shown once, right after adding."""
+
+    list_display = ["name", "user", "lookup", "created_at", "expires_at", "last_used_at", "active"]
+    list_filter = ["revoked_at"]
+    search_fields = ["name", "user__username", "lookup"]
+    fields = ["name", "expires_at", "lookup", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["lookup", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ApiToken]:
+        tokens = super().get_queryset(request).select_related("user")
+        return tokens if request.user.is_superuser else tokens.filter(user=request.user)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_active and request.user.is_staff
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_module_permission(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return self.has_module_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(boolean=True)
+    def active(self, token: ApiToken) -> bool:
+        return token.is_active
+
+    def save_model(self, request: HttpRequest, obj: ApiToken, form: Any, change: bool) -> None:
+        obj.user = request.user
+        secret = obj.new_secret()
+        obj.save()
+        audit.record("create_token", obj, actor=request.user, source=Source.ADMIN)
+        messages.warning(request, f"Your new token (copy it now, it is not shown again): {secret}")
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        for token in queryset:
+            token.revoke()
+            audit.record("revoke_token", token, actor=request.user, source=Source.ADMIN)

@@ -1,0 +1,32 @@
+"""The audit trail: who created, changed, deleted, ran, cancelled or trusted what, from where."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Model
+
+from accounts.backends import team_of
+from accounts.models import AuditEvent, Source
+
+
+def record(
+    action: str,
+    obj: Model,
+    *,
+    actor: Any,
+    source: Source | str,
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    user = actor if getattr(actor, "pk", None) else None
+    return AuditEvent.objects.create(
+        actor=user,
+        actor_name=user.get_username() if user else "",
+        team_id=team_of(obj),
+        action=action,
+        source=source,
+        object_type=obj._meta.label_lower,
+        object_id=str(obj.pk or ""),
+        object_repr=str(obj)[:200],
+        details=details or {},
+    )

@@ -1,0 +1,184 @@
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import models
+from django.utils import timezone
+
+
+class Team(models.Model):
+    """Servers and jobs belong to a team; people hold a role in each team they are in."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [("manage_members", "Can manage the team's members")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Role(models.TextChoices):
+    """The built-in roles. Each is a Django group whose permissions it grants within a team.
+
+    The groups are created by a migration; a superuser may change their permissions in the
+    admin. A user is never added to these groups directly: that would grant the
+    permissions in every team.
+    """
+
+    VIEWER = "viewer", "Viewer"
+    OPERATOR = "operator", "Operator"
+    MANAGER = "manager", "Manager"
+
+    @property
+    def group_name(self) -> str:
+        return f"Team {self.label.lower()}"
+
+
+class Membership(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.ForeignKey(
+        Group,
+        on_delete=models.PROTECT,
+        related_name="memberships",
+        help_text="The group whose permissions this member has within the team.",
+    )
+
+    class Meta:
+        ordering = ["team", "user"]
+        constraints = [
+            models.UniqueConstraint(fields=["team", "user"], name="membership_unique_per_team")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team} as {self.role}"
+
+
+class Source(models.TextChoices):
+    """Where an action came from: recorded on audit events and as an execution's trigger."""
+
+    ADMIN = "admin", "Admin"
+    API = "api", "API"
+    UI = "ui", "Web UI"
+    SCHEDULE = "schedule", "Schedule"
+    WEBHOOK = "webhook", "Webhook"
+    SYSTEM = "system", "System"
+
+
+class AuditEvent(models.Model):
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150, blank=True)
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events"
+    )
+    action = models.CharField(max_length=50, db_index=True)
+    source = models.CharField(max_length=10, choices=Source.choices)
+    object_type = models.CharField(max_length=100)
+    object_id = models.CharField(max_length=64, blank=True)
+    object_repr = models.CharField(max_length=200, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        permissions = [("view_team_audit", "Can view the team's audit trail")]
+
+    def __str__(self) -> str:
+        who = self.actor_name or "system"
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {who} {self.action} {self.object_repr}"
+
+
+TOKEN_PREFIX = "tsb"
+
+
+def hash_token(secret: str) -> str:
+    # Tokens are 256 random bits: a fast hash cannot be brute-forced, unlike a password.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class ApiTokenQuerySet(models.QuerySet["ApiToken"]):
+    def active(self) -> ApiTokenQuerySet:
+        return self.filter(revoked_at=None).filter(
+            models.Q(expires_at=None) | models.Q(expires_at__gt=timezone.now())
+        )
+
+
+class ApiToken(models.Model):
+    """A personal API token. Only a hash is stored; the token is shown once, at creation."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100)
+    # The first characters of the token, stored plainly: to find the row and to let people
+    # recognise a token in a list without exposing it.
+    lookup = models.CharField(max_length=12, unique=True, editable=False)
+    token_hash = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({TOKEN_PREFIX}_{self.lookup}…)"
+
+    @classmethod
+    def issue(
+        cls, user: object, name: str, *, expires_in: timedelta | None = None
+    ) -> tuple[ApiToken, str]:
+        """Create a token; returns it with the only copy of its secret text."""
+        token = cls(user=user, name=name)
+        if expires_in:
+            token.expires_at = timezone.now() + expires_in
+        secret = token.new_secret()
+        token.save()
+        return token, secret
+
+    def new_secret(self) -> str:
+        """Give an unsaved token its secret; the caller shows it once, only the hash stays."""
+        self.lookup = secrets.token_hex(6)
+        secret = f"{TOKEN_PREFIX}_{self.lookup}_{secrets.token_urlsafe(32)}"
+        self.token_hash = hash_token(secret)
+        return secret
+
+    @property
+    def is_active(self) -> bool:
+        if self.revoked_at:
+            return False
+        return self.expires_at is None or self.expires_at > timezone.now()
+
+    def revoke(self) -> None:
+        if self.revoked_at is None:
+            self.revoked_at = timezone.now()
+            self.save(update_fields=["revoked_at"])
+
+
+class LoginFailure(models.Model):
+    """One failed password login; recent ones lock the username and the address out."""
+
+    username = models.CharField(max_length=150, db_index=True)
+    address = models.GenericIPAddressField(null=True, blank=True, db_index=True)
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.username} from {self.address} at {self.at}"

@@ -1,0 +1,49 @@
+"""Actions on servers shared by the admin, the API and the UI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from accounts import audit
+from accounts.models import Source
+from servers import ssh
+from servers.models import Server
+
+
+class FingerprintMismatch(Exception):
+    """The server no longer offers the key the person confirmed; nothing was trusted."""
+
+
+def check_connection(server: Server) -> ssh.ConnectionCheck:
+    """Connect, log in and run `true`; the result is kept on the server and returned."""
+    try:
+        check = ssh.check_connection(server.ssh_target())
+    except ssh.CredentialError as exc:
+        check = ssh.ConnectionCheck(status=exc.kind, latency_ms=None, message=str(exc))
+    server.record_check(check)
+    return check
+
+
+def trust_offered_host_key(
+    server: Server, fingerprint: str, *, by: Any, source: Source
+) -> ssh.HostKey:
+    """Trust the key the server offers now, if it is the one the person was shown.
+
+    Fetching again at confirmation means a key swapped in between is never trusted unseen.
+    """
+    key = ssh.fetch_host_key(server.host, server.port)
+    if key.fingerprint != fingerprint:
+        raise FingerprintMismatch(
+            f"the server now offers {key.fingerprint}, not the key you confirmed "
+            f"({fingerprint}); nothing was trusted"
+        )
+    previous = server.host_key_fingerprint
+    server.trust_host_key(key, by)
+    audit.record(
+        "trust_host_key",
+        server,
+        actor=by,
+        source=source,
+        details={"fingerprint": key.fingerprint, "previous": previous},
+    )
+    return key
