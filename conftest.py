@@ -7,7 +7,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -43,6 +43,12 @@ def queued(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> l
     if not request.node.get_closest_marker("real_queue"):
         monkeypatch.setattr(services, "_enqueue", ids.append)
     return ids
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings: Any) -> None:
+    # The default hasher is slow on purpose; tests that log in by password would crawl.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture

@@ -26,13 +26,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from accounts import policy
-from executions import live
+from executions import live, logs
 from executions.models import Execution, LogChunk
-
-# One message carries at most this many chunks and (past the first chunk) bytes, so that
-# replaying a huge log neither builds huge frames nor holds much memory per client.
-BATCH_CHUNKS = 64
-BATCH_BYTES = 1024 * 1024
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
@@ -128,16 +123,8 @@ class ExecutionConsumer(AsyncJsonWebsocketConsumer):
         # execution is already committed, so the chunks read next are the last ones.
         execution = Execution.objects.prefetch_related("host_runs").get(pk=self.execution_id)
         status = status_message(execution)
-        chunks = LogChunk.objects.filter(
-            execution_id=self.execution_id, seq__gt=self.last_seq
-        ).order_by("seq")[:BATCH_CHUNKS]
-        messages, size = [], 0
-        for chunk in chunks:
-            if messages and size + len(chunk.data) > BATCH_BYTES:
-                break
-            messages.append(chunk_message(chunk))
-            size += len(chunk.data)
-        return status, messages, len(messages) < len(chunks) or len(chunks) == BATCH_CHUNKS
+        chunks, more = logs.read_page(self.execution_id, self.last_seq)
+        return status, [chunk_message(chunk) for chunk in chunks], more
 
     async def pump(self) -> None:
         sent_status: dict[str, Any] | None = None

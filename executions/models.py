@@ -26,6 +26,16 @@ FINISHED_STATUSES = tuple(s for s in Status if s not in ACTIVE_STATUSES)
 Trigger = Source
 
 
+class ExecutionQuerySet(models.QuerySet["Execution"]):
+    def with_details(self) -> ExecutionQuerySet:
+        """What a list or detail page shows, in a constant number of queries."""
+        return self.select_related(
+            "team", "job", "triggered_by", "cancel_requested_by"
+        ).prefetch_related(
+            models.Prefetch("host_runs", queryset=HostRun.objects.order_by("server_name", "id"))
+        )
+
+
 class Execution(models.Model):
     """One run of a job. What ran is a snapshot: editing the job later changes nothing here."""
 
@@ -63,6 +73,8 @@ class Execution(models.Model):
     cancel_requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+
+    objects = ExecutionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

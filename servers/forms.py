@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from django import forms
 
-from servers import ssh
 from servers.models import Server
+from servers.validation import private_key_error
 
 SECRET_FIELDS = ("private_key", "passphrase", "password")
 
@@ -47,14 +47,11 @@ class ServerForm(forms.ModelForm):
         data = super().clean()
         key = data.get("new_private_key")
         if key:
-            # A key that cannot be used is refused now, not at 3 a.m. when the job runs.
             passphrase = data.get("new_passphrase") or (
                 None if data.get("clear_passphrase") else self.instance.passphrase
             )
-            try:
-                ssh.load_private_key(ssh.Credentials(private_key=key, passphrase=passphrase))
-            except ssh.CredentialError as exc:
-                self.add_error("new_private_key", str(exc))
+            if error := private_key_error(key, passphrase):
+                self.add_error("new_private_key", error)
         return data
 
     def save(self, commit: bool = True) -> Server:

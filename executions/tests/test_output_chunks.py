@@ -38,8 +38,7 @@ def test_utf8_safe_split_backs_up_to_a_character_start():
 def test_concurrent_hosts_get_gap_free_sequences_and_exact_bytes(settings, team):
     settings.OUTPUT_CHUNK_BYTES = 1000
     execution = Execution.objects.create(
-        team=team,
-        job_name="j", script="", interpreter="/bin/sh", max_parallel=4, trigger="system"
+        team=team, job_name="j", script="", interpreter="/bin/sh", max_parallel=4, trigger="system"
     )
     runs = [
         HostRun.objects.create(execution=execution, server_name=f"h{i}", address="a")

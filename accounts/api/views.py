@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+from django.db.models import Prefetch, QuerySet
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, permissions, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts import audit
+from accounts.api.base import TeamScopedViewSet
+from accounts.api.serializers import (
+    ApiTokenSerializer,
+    AuditEventSerializer,
+    MembershipChangeSerializer,
+    MembershipSerializer,
+    NewApiTokenSerializer,
+    TeamSerializer,
+)
+from accounts.filters import AuditEventFilter
+from accounts.models import ApiToken, AuditEvent, Membership, Source, Team
+
+
+class TeamViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TeamScopedViewSet):
+    """The teams you belong to, your role in each, and (for managers) their members."""
+
+    queryset = Team.objects.all()
+    serializer_class = TeamSerializer
+    ordering_fields = ["name", "created_at"]
+    ordering = ["name"]
+
+    def get_queryset(self) -> QuerySet[Team]:
+        mine = Membership.objects.filter(user=self.request.user).select_related("role")
+        return (
+            super()
+            .get_queryset()
+            .prefetch_related(Prefetch("memberships", queryset=mine, to_attr="my_memberships"))
+        )
+
+    def _members(self, team: Team) -> QuerySet[Membership]:
+        return team.memberships.select_related("user", "role").order_by("user__username")
+
+    @extend_schema(responses=MembershipSerializer(many=True))
+    @action(detail=True, methods=["get"], url_path="members", pagination_class=None)
+    def members(self, request: Request, pk: str) -> Response:
+        """The team's members and their roles."""
+        return Response(MembershipSerializer(self._members(self.get_object()), many=True).data)
+
+    @extend_schema(request=MembershipSerializer, responses={201: MembershipSerializer})
+    @members.mapping.post
+    def add_member(self, request: Request, pk: str) -> Response:
+        """Add a user to the team with a role (managers)."""
+        team = self.get_object()
+        self.require("accounts.manage_members", team)
+        body = MembershipSerializer(data=request.data, context=self.get_serializer_context())
+        body.is_valid(raise_exception=True)
+        membership, _ = Membership.objects.update_or_create(
+            team=team,
+            user=body.validated_data["user"],
+            defaults={"role": body.validated_data["role"]},
+        )
+        self._record("add_member", membership)
+        return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=MembershipChangeSerializer, responses=MembershipSerializer)
+    @action(detail=True, methods=["patch", "delete"], url_path=r"members/(?P<username>[^/]+)")
+    def member(self, request: Request, pk: str, username: str) -> Response:
+        """Change a member's role, or remove them from the team (managers)."""
+        team = self.get_object()
+        self.require("accounts.manage_members", team)
+        membership = self._members(team).filter(user__username=username).first()
+        if membership is None:
+            raise NotFound("No such member in this team.")
+        if request.method == "DELETE":
+            self._record("remove_member", membership)
+            membership.delete()
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        body = MembershipChangeSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        membership.role = body.validated_data["role"]
+        membership.save(update_fields=["role"])
+        self._record("change_member", membership)
+        return Response(MembershipSerializer(membership).data)
+
+    def _record(self, action: str, membership: Membership) -> None:
+        audit.record(
+            action,
+            membership,
+            actor=self.request.user,
+            source=Source.API,
+            details={"user": membership.user.get_username(), "role": membership.role.name},
+        )
+
+
+class AuditEventViewSet(mixins.ListModelMixin, TeamScopedViewSet):
+    """Who created, changed, deleted, ran, cancelled or trusted what (managers, superusers)."""
+
+    queryset = AuditEvent.objects.all()
+    serializer_class = AuditEventSerializer
+    filterset_class = AuditEventFilter
+    ordering_fields = ["at"]
+    ordering = ["-at", "-id"]
+
+
+class ApiTokenViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Your personal API tokens. The token text is returned once, when it is created;
+    deleting a token revokes it."""
+
+    queryset = ApiToken.objects.none()  # the model, for the schema; get_queryset filters
+    serializer_class = ApiTokenSerializer
+    permission_classes = [permissions.IsAuthenticated]
+    lookup_value_regex = r"\d+"
+
+    def get_queryset(self) -> QuerySet[ApiToken]:
+        return ApiToken.objects.filter(user=self.request.user)
+
+    @extend_schema(request=ApiTokenSerializer, responses={201: NewApiTokenSerializer})
+    def create(self, request: Request) -> Response:
+        body = ApiTokenSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        token = ApiToken(user=request.user, **body.validated_data)
+        secret = token.new_secret()
+        token.save()
+        audit.record("create_token", token, actor=request.user, source=Source.API)
+        data = {**ApiTokenSerializer(token).data, "token": secret}
+        return Response(data, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance: ApiToken) -> None:
+        instance.revoke()
+        audit.record("revoke_token", instance, actor=self.request.user, source=Source.API)

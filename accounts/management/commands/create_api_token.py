@@ -1,0 +1,28 @@
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from accounts import audit
+from accounts.models import ApiToken, Source
+
+
+class Command(BaseCommand):
+    help = "Create a personal API token for a user (for automation) and print it once."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("username")
+        parser.add_argument("--name", default="automation")
+        parser.add_argument("--expires-days", type=int, default=None)
+
+    def handle(self, *args: object, **options: object) -> None:
+        try:
+            user = get_user_model().objects.get_by_natural_key(options["username"])
+        except get_user_model().DoesNotExist:
+            raise CommandError(f"no user {options['username']!r}") from None
+        days = options["expires_days"]
+        token, secret = ApiToken.issue(
+            user, str(options["name"]), expires_in=timedelta(days=days) if days else None
+        )
+        audit.record("create_token", token, actor=user, source=Source.SYSTEM)
+        self.stdout.write(secret)

@@ -1,0 +1,7 @@
+from rest_framework.routers import SimpleRouter
+
+from executions.api.views import ExecutionViewSet
+
+router = SimpleRouter()
+router.register("executions", ExecutionViewSet)
+urlpatterns = router.urls

@@ -1,0 +1,26 @@
+import django_filters
+
+from executions.models import Execution, Status
+
+
+class ExecutionFilter(django_filters.FilterSet):
+    """Shared by the API list and the UI list."""
+
+    status = django_filters.MultipleChoiceFilter(choices=Status.choices)
+    server = django_filters.NumberFilter(field_name="host_runs__server", distinct=True)
+    triggered_by = django_filters.CharFilter(field_name="triggered_by__username")
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Execution
+        fields = [
+            "team",
+            "job",
+            "status",
+            "trigger",
+            "server",
+            "triggered_by",
+            "created_after",
+            "created_before",
+        ]

@@ -1,0 +1,56 @@
+"""Reading stored output: shared by the WebSocket consumer, the API and the raw download."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from executions.models import HostRun, LogChunk
+
+# One page holds at most this many chunks and (past the first chunk) bytes, so that reading a
+# huge log neither builds huge responses nor holds much memory per reader.
+PAGE_CHUNKS = 64
+PAGE_BYTES = 1024 * 1024
+
+
+def read_page(
+    execution_id: int,
+    after: int,
+    *,
+    host_run_id: int | None = None,
+    limit: int = PAGE_CHUNKS,
+    max_bytes: int = PAGE_BYTES,
+) -> tuple[list[LogChunk], bool]:
+    """Chunks with seq > after, in order; and whether more may follow right away."""
+    chunks = LogChunk.objects.filter(execution_id=execution_id, seq__gt=after).order_by("seq")
+    if host_run_id is not None:
+        chunks = chunks.filter(host_run_id=host_run_id)
+    fetched = list(chunks[:limit])
+    page, size = [], 0
+    for chunk in fetched:
+        if page and size + len(chunk.data) > max_bytes:
+            break
+        page.append(chunk)
+        size += len(chunk.data)
+    return page, len(page) < len(fetched) or len(fetched) == limit
+
+
+def raw_bytes(execution_id: int, host_run_id: int | None = None) -> Iterator[bytes]:
+    """The stored output, exactly; for several hosts, each one's after a `==> name <==` line."""
+    if host_run_id is not None:
+        yield from _host_bytes(host_run_id)
+        return
+    runs = list(
+        HostRun.objects.filter(execution_id=execution_id)
+        .order_by("server_name", "id")
+        .values_list("pk", "server_name")
+    )
+    for index, (run_id, name) in enumerate(runs):
+        if len(runs) > 1:
+            yield f"{'' if index == 0 else chr(10)}==> {name} <==\n".encode()
+        yield from _host_bytes(run_id)
+
+
+def _host_bytes(host_run_id: int) -> Iterator[bytes]:
+    chunks = LogChunk.objects.filter(host_run_id=host_run_id).order_by("seq")
+    for data in chunks.values_list("data", flat=True).iterator(chunk_size=16):
+        yield bytes(data)

@@ -1,0 +1,14 @@
+import django_filters
+
+from jobs.models import Job
+
+
+class JobFilter(django_filters.FilterSet):
+    """Shared by the API list and the UI list."""
+
+    name = django_filters.CharFilter(lookup_expr="icontains")
+    server = django_filters.NumberFilter(field_name="servers", distinct=True)
+
+    class Meta:
+        model = Job
+        fields = ["team", "name", "enabled", "server"]
