@@ -8,7 +8,8 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 # Login shells: the remote wrapper is proven to parse under each of them.
-DEBIAN_TEST_PACKAGES := openssh-server openssh-client procps zsh fish tcsh
+# chromium: Debian's browser for the end-to-end tests (never a downloaded one).
+DEBIAN_TEST_PACKAGES := openssh-server openssh-client procps zsh fish tcsh chromium
 
 .PHONY: run test lint format bench clean
 

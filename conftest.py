@@ -22,7 +22,7 @@ from servers.models import Server
 if TYPE_CHECKING:
     from servers.tests.sshd import LocalSshd
 
-pytest_plugins = ["servers.tests.sshd"]
+pytest_plugins = ["servers.tests.sshd", "tsubame.tests.browser"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -48,7 +48,7 @@ def queued(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> l
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings: Any) -> None:
     # The default hasher is slow on purpose; tests that log in by password would crawl.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.PASSWORD_HASHERS = ["accounts.tests.hashers.FastPBKDF2PasswordHasher"]
 
 
 @pytest.fixture

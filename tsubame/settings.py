@@ -169,6 +169,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+# Vendored front-end libraries (see tsubame/static/vendor/VENDORED.md): never a CDN.
+STATICFILES_DIRS = [BASE_DIR / "tsubame" / "static"]
 STATIC_ROOT = Path(os.getenv("STATIC_ROOT") or BASE_DIR / "staticfiles")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
