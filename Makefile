@@ -14,7 +14,7 @@ DEBIAN_TEST_PACKAGES := openssh-server openssh-client procps zsh fish tcsh chrom
 .PHONY: run test lint format bench clean
 
 $(VENV)/.installed-run: requirements.txt
-	@$(PYTHON) -m venv --help >/dev/null 2>&1 || $(MAKE) --no-print-directory debian-packages PACKAGES=python3-venv
+	@$(PYTHON) -c "import ensurepip" 2>/dev/null || $(MAKE) --no-print-directory debian-packages PACKAGES=python3-venv
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
@@ -38,8 +38,10 @@ run: $(VENV)/.installed-run
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py ensure_superuser
 	@echo "tsubame: http://$(HOST):$(PORT)/  (Ctrl-C stops web and worker)"
-	trap 'kill 0' EXIT; \
-	$(PY) manage.py worker & \
+	@# TERM goes to the worker's main process only: it stops its django-q children in order
+	@# (TERM to the whole process group can leave django-q hanging).
+	$(PY) manage.py worker & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT; \
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) tsubame.asgi:application
 
 test: $(VENV)/.installed-dev

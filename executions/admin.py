@@ -25,7 +25,7 @@ class ReadOnlyAdmin(TeamScopedAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return request.user.is_superuser
+        return False  # single rows out of a run would leave holes its readers cannot see
 
     def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
         # Host runs and chunks are seen by whoever may see their execution.

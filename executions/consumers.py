@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -29,9 +30,12 @@ from accounts import policy
 from executions import live, logs
 from executions.models import Execution, LogChunk
 
+logger = logging.getLogger(__name__)
+
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 CLOSE_BAD_REQUEST = 4400
+CLOSE_SERVER_ERROR = 1011
 
 
 def chunk_message(chunk: LogChunk) -> dict[str, Any]:
@@ -111,8 +115,8 @@ class ExecutionConsumer(AsyncJsonWebsocketConsumer):
     async def execution_changed(self, event: dict[str, Any]) -> None:
         self.doorbell.set()
 
-    async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        """Clients only listen; anything they send is ignored."""
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """Clients only listen; anything they send (JSON or not) is ignored."""
 
     def _visible(self, user: Any) -> bool:
         return policy.visible(Execution.objects.filter(pk=self.execution_id), user).exists()
@@ -127,6 +131,16 @@ class ExecutionConsumer(AsyncJsonWebsocketConsumer):
         return status, [chunk_message(chunk) for chunk in chunks], more
 
     async def pump(self) -> None:
+        try:
+            await self._follow()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Never leave a client on a silent socket: closing makes it reconnect with `after`.
+            logger.exception("live output of execution %s failed", self.execution_id)
+            await self.close(code=CLOSE_SERVER_ERROR)
+
+    async def _follow(self) -> None:
         sent_status: dict[str, Any] | None = None
         while True:
             self.doorbell.clear()

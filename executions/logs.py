@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from django.db.models.functions import Length
+
 from executions.models import HostRun, LogChunk
 
 # One page holds at most this many chunks and (past the first chunk) bytes, so that reading a
@@ -24,14 +26,17 @@ def read_page(
     chunks = LogChunk.objects.filter(execution_id=execution_id, seq__gt=after).order_by("seq")
     if host_run_id is not None:
         chunks = chunks.filter(host_run_id=host_run_id)
-    fetched = list(chunks[:limit])
-    page, size = [], 0
-    for chunk in fetched:
-        if page and size + len(chunk.data) > max_bytes:
+    # Sizes first, data second: only the bytes that fit in the page are ever loaded.
+    sizes = list(chunks.annotate(size=Length("data")).values_list("seq", "size")[:limit])
+    last, total = None, 0
+    for seq, size in sizes:
+        if last is not None and total + size > max_bytes:
             break
-        page.append(chunk)
-        size += len(chunk.data)
-    return page, len(page) < len(fetched) or len(fetched) == limit
+        last, total = seq, total + size
+    if last is None:
+        return [], False
+    page = list(chunks.filter(seq__lte=last))
+    return page, len(page) < len(sizes) or len(sizes) == limit
 
 
 def raw_bytes(execution_id: int, host_run_id: int | None = None) -> Iterator[bytes]:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from accounts.models import Source
 
@@ -64,6 +65,8 @@ class Execution(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
+    # When a task for it was last handed to the broker; see services.requeue_waiting_executions.
+    enqueued_at = models.DateTimeField(default=timezone.now)
     # Set by the worker that claimed the execution; the reaper marks it lost when the
     # heartbeat stops.
     worker = models.CharField(max_length=200, blank=True)
@@ -78,7 +81,10 @@ class Execution(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["status", "heartbeat_at"])]
+        indexes = [
+            models.Index(fields=["status", "heartbeat_at"]),
+            models.Index(fields=["status", "enqueued_at"]),
+        ]
         permissions = [("cancel_execution", "Can cancel an execution")]
 
     def __str__(self) -> str:

@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
-from django.db import OperationalError, close_old_connections, connection, transaction
+from django.db import (
+    IntegrityError,
+    OperationalError,
+    close_old_connections,
+    connection,
+    transaction,
+)
 from django.utils import timezone
 
 from executions import live
@@ -210,6 +216,11 @@ class OutputWriter:
                 with transaction.atomic():
                     LogChunk.objects.bulk_create(chunks)
                     live.ring_after_commit(self.execution_id)
+                return
+            except IntegrityError:
+                if attempt == 1:
+                    raise
+                # A retry after a commit whose acknowledgement was lost: already written.
                 return
             except OperationalError:
                 if attempt == 30:

@@ -17,13 +17,15 @@ from executions import services
 from executions.models import Execution, HostRun, Status
 from executions.output import OutputWriter
 from servers import ssh
+from servers.models import Server
 
 logger = logging.getLogger(__name__)
 
-OUTCOME_STATUS = {
-    "cancelled": Status.CANCELLED,
-    "timed_out": Status.TIMED_OUT,
-    "disconnected": Status.FAILED,
+# How a finished remote command is recorded (other than a normal exit).
+OUTCOMES = {
+    "cancelled": (Status.CANCELLED, "cancelled"),
+    "timed_out": (Status.TIMED_OUT, "timed out after {timeout} s"),
+    "disconnected": (Status.FAILED, "the connection to the server was lost"),
 }
 
 
@@ -37,7 +39,7 @@ def run_execution(execution_id: int) -> None:
         # A redelivered or duplicated task: whoever claimed it first runs it, once.
         logger.info("execution %s was already claimed; nothing to do", execution_id)
         return
-    host_runs = list(execution.host_runs.select_related("server"))
+    host_runs = list(execution.host_runs.all())
     stop = threading.Event()
     done = threading.Event()
     watchdog = threading.Thread(
@@ -52,7 +54,7 @@ def run_execution(execution_id: int) -> None:
                 thread_name_prefix=f"exec-{execution.pk}",
             ) as pool,
         ):
-            # list() waits for every host and re-raises nothing: _run_host records errors.
+            # list() waits for every host; _run_host records its own errors.
             list(pool.map(partial(_run_host, execution, writer=writer, stop=stop), host_runs))
     finally:
         done.set()
@@ -71,11 +73,16 @@ def _run_host(
             return
         if not services.start_host_run(host_run):
             return
-        if host_run.server is None:
+        # Read now, not when the execution was claimed: a host that waited for a parallel
+        # slot runs with the server as it is (re-keyed, untrusted or deleted meanwhile).
+        server = Server.objects.filter(pk=host_run.server_id).first()
+        if server is None:
             services.finish_host_run(host_run, Status.FAILED, error="the server was deleted")
             return
+        # The SSH phase can last hours: do not hold one database connection per host for it.
+        connection.close()
         try:
-            with ssh.connect(host_run.server.ssh_target()) as session:
+            with ssh.connect(server.ssh_target()) as session:
                 result = session.run(
                     execution.script.encode(),
                     execution.interpreter,
@@ -86,18 +93,16 @@ def _run_host(
                 )
         except ssh.SSHError as exc:
             writer.sync(host_run.pk)
-            services.finish_host_run(host_run, Status.FAILED, error=str(exc))
+            status = Status.CANCELLED if stop.is_set() else Status.FAILED
+            services.finish_host_run(host_run, status, error=str(exc))
             return
         writer.sync(host_run.pk)
         if result.outcome == "exited":
             status = Status.SUCCEEDED if result.exit_code == 0 else Status.FAILED
+            error = f"killed by signal {result.signal}" if result.signal else ""
         else:
-            status = OUTCOME_STATUS[result.outcome]
-        error = {
-            "cancelled": "cancelled",
-            "timed_out": f"timed out after {execution.timeout_seconds} s",
-            "disconnected": "the connection to the server was lost",
-        }.get(result.outcome, f"killed by signal {result.signal}" if result.signal else "")
+            status, error = OUTCOMES[result.outcome]
+            error = error.format(timeout=execution.timeout_seconds)
         services.finish_host_run(host_run, status, exit_code=result.exit_code, error=error)
     except Exception as exc:
         logger.exception("host run %s failed", host_run.pk)

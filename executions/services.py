@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count, Q
+from django.db.models.functions import Now
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -143,9 +144,10 @@ def _finish_unstarted(
 
 def claim_execution(execution_id: int, worker: str) -> Execution | None:
     """Take a queued execution for this worker; None if anyone else has or had it."""
-    now = timezone.now()
+    # Times that the reaper compares come from the database's clock, so clock skew between
+    # worker machines cannot make a live execution look dead.
     claimed = Execution.objects.filter(pk=execution_id, status=Status.QUEUED).update(
-        status=Status.RUNNING, started_at=now, heartbeat_at=now, worker=worker
+        status=Status.RUNNING, started_at=Now(), heartbeat_at=Now(), worker=worker
     )
     if not claimed:
         return None
@@ -156,9 +158,7 @@ def claim_execution(execution_id: int, worker: str) -> Execution | None:
 def heartbeat(execution_id: int) -> bool:
     """Prove the worker is alive. False means the execution is no longer ours to run."""
     return bool(
-        Execution.objects.filter(pk=execution_id, status=Status.RUNNING).update(
-            heartbeat_at=timezone.now()
-        )
+        Execution.objects.filter(pk=execution_id, status=Status.RUNNING).update(heartbeat_at=Now())
     )
 
 
@@ -196,7 +196,7 @@ def finish_execution(execution_id: int) -> Execution:
     counts = dict(
         execution.host_runs.values_list("status").annotate(n=Count("id")).values_list("status", "n")
     )
-    if execution.cancel_requested_at:
+    if execution.cancel_requested_at and counts.get(Status.CANCELLED):
         status = Status.CANCELLED
     elif counts.get(Status.TIMED_OUT):
         status = Status.TIMED_OUT
@@ -219,14 +219,15 @@ def reap_lost_executions() -> list[int]:
     Output written so far stays; only the outcome is unknown. Safe to run from any number
     of processes at once.
     """
-    cutoff = timezone.now() - timedelta(seconds=settings.EXECUTION_LOST_AFTER_SECONDS)
+    cutoff = Now() - timedelta(seconds=settings.EXECUTION_LOST_AFTER_SECONDS)
     reaped = []
     stale = Execution.objects.filter(status=Status.RUNNING, heartbeat_at__lt=cutoff)
     for execution_id, last_beat in stale.values_list("pk", "heartbeat_at"):
         now = timezone.now()
         with transaction.atomic():
+            # Still stale now: a heartbeat that arrived since the select keeps it running.
             changed = Execution.objects.filter(
-                pk=execution_id, status=Status.RUNNING, heartbeat_at=last_beat
+                pk=execution_id, status=Status.RUNNING, heartbeat_at__lt=cutoff
             ).update(
                 status=Status.LOST,
                 finished_at=now,
@@ -241,3 +242,22 @@ def reap_lost_executions() -> list[int]:
         logger.warning("execution %s lost: no heartbeat since %s", execution_id, last_beat)
         reaped.append(execution_id)
     return reaped
+
+
+def requeue_waiting_executions() -> list[int]:
+    """Hand queued executions that no worker claimed for a while to the broker again.
+
+    A task can vanish with the worker cluster that had fetched it (killed, or Redis restarted
+    without persistence); the claim guard makes the extra task harmless if the first one
+    still arrives.
+    """
+    cutoff = Now() - timedelta(seconds=settings.EXECUTION_REQUEUE_AFTER_SECONDS)
+    waiting = list(
+        Execution.objects.filter(status=Status.QUEUED, enqueued_at__lt=cutoff).values_list(
+            "pk", flat=True
+        )
+    )
+    for execution_id in waiting:
+        Execution.objects.filter(pk=execution_id).update(enqueued_at=Now())
+        _enqueue(execution_id)
+    return waiting

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
+
+from servers.ssh import INTERPRETER_PATTERN
 
 if TYPE_CHECKING:
     from servers.models import Server
@@ -19,7 +21,7 @@ class Job(models.Model):
         default="/bin/bash",
         validators=[
             RegexValidator(
-                r"^/[A-Za-z0-9._/+-]+$",
+                f"^{INTERPRETER_PATTERN}$",
                 "An absolute path to the interpreter on the server, e.g. /bin/bash.",
             )
         ],
@@ -57,6 +59,11 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # Browsers send textareas with CRLF line ends; bash would then run `cd /tmp\r`.
+        self.script = self.script.replace("\r\n", "\n")
+        super().save(*args, **kwargs)
 
     def clean_targets(self, servers: list[Server]) -> None:
         """A job runs only on servers of its own team, whoever asks."""

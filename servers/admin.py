@@ -10,6 +10,7 @@ from accounts.models import Source
 from servers import services, ssh
 from servers.forms import SECRET_FIELDS, ServerForm
 from servers.models import Server, Tag
+from tsubame.crypto import Undecryptable
 
 
 @admin.register(Tag)
@@ -96,9 +97,13 @@ class ServerAdmin(TeamScopedAdmin):
 
     @admin.display(description="Stored secrets")
     def credentials_status(self, server: Server) -> str:
+        def state(value: str | None) -> str:
+            if isinstance(value, Undecryptable):
+                return "set, but cannot be decrypted with ENCRYPTION_KEYS: re-enter it"
+            return "set" if value else "not set"
+
         return ", ".join(
-            f"{name.replace('_', ' ')}: {'set' if getattr(server, name) else 'not set'}"
-            for name in SECRET_FIELDS
+            f"{name.replace('_', ' ')}: {state(getattr(server, name))}" for name in SECRET_FIELDS
         )
 
     @admin.action(description="Test connection", permissions=["test_connection"])

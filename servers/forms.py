@@ -4,6 +4,7 @@ from django import forms
 
 from servers.models import Server
 from servers.validation import private_key_error
+from tsubame.crypto import is_usable_secret
 
 SECRET_FIELDS = ("private_key", "passphrase", "password")
 
@@ -47,8 +48,9 @@ class ServerForm(forms.ModelForm):
         data = super().clean()
         key = data.get("new_private_key")
         if key:
+            stored = self.instance.passphrase
             passphrase = data.get("new_passphrase") or (
-                None if data.get("clear_passphrase") else self.instance.passphrase
+                stored if is_usable_secret(stored) and not data.get("clear_passphrase") else None
             )
             if error := private_key_error(key, passphrase):
                 self.add_error("new_private_key", error)

@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import paramiko
@@ -59,8 +59,11 @@ EXIT_DRAIN_SECONDS = 2.0
 # After the remote's grace period expires the watcher sends KILL; allow for latency on top.
 KILL_MARGIN_SECONDS = 3.0
 POLL_SECONDS = 0.1
+KEEPALIVE_SECONDS = 15
+DEAD_PEER_SECONDS = 60
 
-_INTERPRETER = re.compile(r"/[A-Za-z0-9_./+-]+")
+INTERPRETER_PATTERN = r"/[A-Za-z0-9_./+-]+"
+_INTERPRETER = re.compile(INTERPRETER_PATTERN)
 # Host key algorithms that prove possession of a key of the pinned type.
 _HOST_KEY_ALGORITHMS = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")}
 _FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
@@ -88,9 +91,10 @@ class HostKey:
 
 @dataclass(frozen=True)
 class Credentials:
-    password: str | None = None
-    private_key: str | None = None
-    passphrase: str | None = None
+    # Kept out of repr so a traceback, a debug page or an error reporter never shows them.
+    password: str | None = field(default=None, repr=False)
+    private_key: str | None = field(default=None, repr=False)
+    passphrase: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -324,6 +328,9 @@ def _supervise(
     channel.settimeout(POLL_SECONDS)  # bounds send() while the remote's window is full
     wakeup = channel.fileno()  # readable when either stream has data
     while True:
+        # Read before draining: data always arrives before EOF, so a channel that had ended
+        # when this pass began has nothing left once both buffers come up empty.
+        ended = channel.eof_received or channel.closed
         busy = False
         if channel.recv_ready():
             on_output("stdout", channel.recv(READ_SIZE))
@@ -334,7 +341,7 @@ def _supervise(
         now = time.monotonic()
         if channel.exit_status >= 0 or channel.status_event.is_set():
             drain_until = drain_until or now + EXIT_DRAIN_SECONDS
-            if (not busy and (channel.eof_received or channel.closed)) or now >= drain_until:
+            if (not busy and ended) or now >= drain_until:
                 return outcome
         if give_up_at is None:
             if stop.is_set():
@@ -419,7 +426,9 @@ def _negotiate(host: str, port: int, timeout: float, pinned: HostKey | None) -> 
         raise Unreachable(f"cannot reach {host}:{port}: {exc.strerror or exc}") from exc
     # Without it every small packet waits on delayed ACKs: 47 ms vs 2.5 ms per command.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    _detect_dead_peer(sock)
     transport = paramiko.Transport(sock)
+    transport.set_keepalive(KEEPALIVE_SECONDS)
     transport.banner_timeout = transport.handshake_timeout = transport.auth_timeout = timeout
     options = transport.get_security_options()
     # AES-GCM needs no separate MAC: ~1.7x the throughput of paramiko's default aes128-ctr.
@@ -448,6 +457,24 @@ def _negotiate(host: str, port: int, timeout: float, pinned: HostKey | None) -> 
     if isinstance(exc, EOFError | ConnectionError) or isinstance(cause, EOFError | ConnectionError):
         raise _Dropped(str(exc) or type(exc).__name__) from exc
     raise ProtocolError(f"SSH negotiation with {host}:{port} failed: {exc}") from exc
+
+
+def _detect_dead_peer(sock: socket.socket) -> None:
+    """Make the kernel give up on a peer that vanished without a reset (host down, network
+    partition, dropped NAT entry), so a silent run ends "disconnected" instead of hanging.
+
+    TCP keepalive probes an idle connection; the SSH keepalive above puts data in flight
+    regularly, and TCP_USER_TIMEOUT fails the socket when that data stays unacknowledged.
+    """
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (
+        ("TCP_KEEPIDLE", KEEPALIVE_SECONDS),
+        ("TCP_KEEPINTVL", KEEPALIVE_SECONDS),
+        ("TCP_KEEPCNT", 3),
+        ("TCP_USER_TIMEOUT", DEAD_PEER_SECONDS * 1000),
+    ):
+        if hasattr(socket, option):  # Linux; other systems keep their defaults
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
 
 
 def _verify_host_key(transport: paramiko.Transport, pinned: HostKey | None) -> None:

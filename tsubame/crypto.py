@@ -29,10 +29,6 @@ def _cipher(keys: tuple[str, ...]) -> MultiFernet:
 
 class SecretTextField(EncryptedTextField):
     @property
-    def keys(self) -> list[bytes]:
-        return [key.encode() for key in settings.ENCRYPTION_KEYS]
-
-    @property
     def f(self) -> MultiFernet:
         # Looked up on every use (memoized per key list), so a changed ENCRYPTION_KEYS
         # setting takes effect instead of being frozen at first use.

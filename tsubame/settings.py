@@ -47,16 +47,23 @@ DATA_DIR.mkdir(parents=True, exist_ok=True)
 def generated_secret(filename: str, make: Callable[[], str]) -> str:
     """Read a secret kept in DATA_DIR, creating it on first use.
 
-    O_EXCL makes the first writer win when a web and a worker process start together, so
-    both end up with the same key instead of each generating its own.
+    The first writer wins when a web and a worker process start together, so both end up
+    with the same key instead of each generating its own.
     """
     path = DATA_DIR / filename
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as f:
-        f.write(make() + "\n")
+    if not path.exists():
+        # Written in full under a private name, then linked into place: a reader never sees
+        # a half-written file, and link() fails if another process got there first.
+        draft = path.with_name(f".{filename}.{os.getpid()}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(make() + "\n")
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
     return path.read_text().strip()
 
 
@@ -205,6 +212,8 @@ EXECUTION_MAX_SECONDS = envint("EXECUTION_MAX_SECONDS", 7 * 24 * 3600)
 EXECUTION_HEARTBEAT_SECONDS = envfloat("EXECUTION_HEARTBEAT_SECONDS", 5.0)
 EXECUTION_LOST_AFTER_SECONDS = envfloat("EXECUTION_LOST_AFTER_SECONDS", 30.0)
 EXECUTION_REAP_EVERY_SECONDS = envfloat("EXECUTION_REAP_EVERY_SECONDS", 10.0)
+# A queued execution no worker has claimed for this long gets its task queued again.
+EXECUTION_REQUEUE_AFTER_SECONDS = envfloat("EXECUTION_REQUEUE_AFTER_SECONDS", 300.0)
 # How often a running execution checks for a cancel request.
 EXECUTION_CANCEL_POLL_SECONDS = envfloat("EXECUTION_CANCEL_POLL_SECONDS", 0.5)
 # Seconds between TERM and KILL when a run is cancelled or times out.
@@ -212,13 +221,15 @@ EXECUTION_KILL_GRACE_SECONDS = envfloat("EXECUTION_KILL_GRACE_SECONDS", 2.0)
 SSH_CONNECT_TIMEOUT_SECONDS = envfloat("SSH_CONNECT_TIMEOUT_SECONDS", 10.0)
 
 # Output is written in chunks of at most this many bytes, at most every OUTPUT_FLUSH_SECONDS.
-OUTPUT_CHUNK_BYTES = envint("OUTPUT_CHUNK_BYTES", 256 * 1024)
+OUTPUT_CHUNK_BYTES = max(4096, envint("OUTPUT_CHUNK_BYTES", 256 * 1024))
 OUTPUT_FLUSH_SECONDS = envfloat("OUTPUT_FLUSH_SECONDS", 0.05)
 
 Q_CLUSTER = {
     "name": os.getenv("Q_CLUSTER_NAME", "tsubame"),
     "workers": envint("WORKERS", 4),
     "recycle": 50,
+    # Fetch few tasks ahead: a fetched task waits in this cluster's memory, lost if it dies.
+    "queue_limit": max(1, envint("WORKERS", 4)),
     "timeout": EXECUTION_MAX_SECONDS,
     # Redelivery would only hit the claim guard of an execution that is already taken, so
     # it is pushed past the timeout to keep the queue quiet.

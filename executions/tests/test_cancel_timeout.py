@@ -1,6 +1,7 @@
 """Cancel and timeout stop the whole remote process tree, verified on the remote side."""
 
 import random
+import socket
 import subprocess
 
 import pytest
@@ -77,3 +78,33 @@ def test_timeout_stops_the_run_and_its_tree(make_server, make_job):
     assert "timed out" in host_run.error
     assert output(execution, stream="stdout") == b"started\n"
     wait_until(lambda: not remote_processes(tag), 5, "the remote tree to be gone")
+
+
+def test_cancel_while_connecting_marks_the_host_cancelled(
+    make_server, make_job, settings, in_background
+):
+    settings.SSH_CONNECT_TIMEOUT_SECONDS = 2.0
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)  # accepts TCP, never says a word of SSH
+        execution = start(make_job("echo never", [make_server(port=silent.getsockname()[1])]))
+        in_background(lambda: runner.run_execution(execution.pk))
+        wait_until(
+            lambda: execution.host_runs.filter(status=Status.RUNNING).exists(), 10, "connecting"
+        )
+        services.cancel_execution(execution)
+        wait_until(lambda: Execution.objects.get(pk=execution.pk).is_finished, 20, "the end")
+    execution.refresh_from_db()
+    assert execution.status == Status.CANCELLED
+    assert execution.host_runs.get().status == Status.CANCELLED
+
+
+def test_cancel_arriving_after_every_host_succeeded_keeps_succeeded(make_server, make_job):
+    execution = start(make_job("true", [make_server()]))
+    assert services.claim_execution(execution.pk, "test")
+    host_run = execution.host_runs.get()
+    services.start_host_run(host_run)
+    services.finish_host_run(host_run, Status.SUCCEEDED, exit_code=0)
+    assert services.cancel_execution(execution)  # still running: the flag is set
+    execution = services.finish_execution(execution.pk)
+    assert execution.status == Status.SUCCEEDED

@@ -26,6 +26,7 @@ def test_duplicated_task_runs_the_script_once(make_server, make_job, shared_dir)
         thread.start()
     for thread in threads:
         thread.join(60)
+    assert not any(thread.is_alive() for thread in threads)
     runner.run_execution(execution.pk)
 
     execution.refresh_from_db()

@@ -2,14 +2,15 @@
 
 import pytest
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
 from accounts.models import Membership, Role
 from accounts.roles import role_group
 from executions import runner
-from executions.consumers import CLOSE_NOT_FOUND, CLOSE_UNAUTHENTICATED
-from executions.models import Status
+from executions.consumers import CLOSE_NOT_FOUND, CLOSE_SERVER_ERROR, CLOSE_UNAUTHENTICATED
+from executions.models import Execution, Status
 from executions.tests.helpers import start
 from tsubame.asgi import build_application
 
@@ -132,3 +133,24 @@ def test_foreign_origin_is_refused(make_server, make_job, superuser):
         f"/ws/executions/{execution.pk}/", [*headers, (b"origin", b"http://evil.example")]
     )
     assert not connected
+
+
+async def _listen_then_break(path, headers, execution_id):
+    communicator = WebsocketCommunicator(build_application(), path, headers=headers)
+    connected, _ = await communicator.connect(timeout=10)
+    assert connected
+    await communicator.send_to(text_data="this is not JSON")  # ignored, not a crash
+    first = await communicator.receive_json_from(timeout=10)
+    await database_sync_to_async(Execution.objects.filter(pk=execution_id).delete)()
+    closed = await communicator.receive_output(timeout=10)
+    await communicator.disconnect()
+    return first, closed
+
+
+def test_a_broken_stream_is_closed_so_the_client_reconnects(make_server, make_job, superuser):
+    execution = start(make_job("echo hi", [make_server()]))
+    first, closed = async_to_sync(_listen_then_break)(
+        f"/ws/executions/{execution.pk}/", session_headers(superuser), execution.pk
+    )
+    assert first["type"] == "status"
+    assert closed == {"type": "websocket.close", "code": CLOSE_SERVER_ERROR}

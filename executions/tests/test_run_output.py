@@ -118,3 +118,10 @@ def test_python_interpreter_runs_the_script(make_server, make_job):
     execution = run(job)
     assert output(execution) == b"py 3\n"
     assert execution.host_runs.get().exit_code == 7
+
+
+def test_script_typed_with_crlf_line_ends_runs_as_written(make_server, make_job):
+    server = make_server()
+    execution = run(make_job('cd /tmp\r\necho "in $(pwd)"\r\n', [server]))
+    assert output(execution) == b"in /tmp\n"
+    assert execution.status == Status.SUCCEEDED

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 from django_q.brokers import get_broker
 
 from executions.models import Execution, Status
 from executions.tests.helpers import output, start, wait_until
 from executions.tests.test_cancel_timeout import remote_processes, tree_script, unique_tag
+from tsubame.tests.processes import app_environment, spawn, stop
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -22,50 +22,23 @@ pytestmark = [
     pytest.mark.timeout(180),
 ]
 
-BASE_DIR = Path(settings.BASE_DIR)
-
-
-def database_url() -> str:
-    """The URL of the test database, for a worker process to use the same data."""
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
 
 @pytest.fixture
 def worker_process() -> Iterator[subprocess.Popen[bytes]]:
     get_broker().purge_queue()  # tasks left in Redis by earlier runs are not ours
-    env = os.environ | {
-        "DATABASE_URL": database_url(),
-        "ENCRYPTION_KEYS": ",".join(settings.ENCRYPTION_KEYS),
-        "SECRET_KEY": settings.SECRET_KEY,
-        "Q_CLUSTER_NAME": settings.Q_CLUSTER["name"],
+    env = app_environment() | {
         "WORKERS": "1",
         "EXECUTION_HEARTBEAT_SECONDS": "0.5",
         "EXECUTION_LOST_AFTER_SECONDS": "3",
         "EXECUTION_REAP_EVERY_SECONDS": "0.5",
     }
-    log = (BASE_DIR / "data" / "test-worker.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "worker"],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    log = Path(settings.DATA_DIR) / "test-worker.log"
+    process = spawn([sys.executable, "manage.py", "worker"], env, log)
     try:
         yield process
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
+        stop([process])
+        assert process.returncode == 0, f"the worker did not stop cleanly; see {log}"
 
 
 def finished(execution: Execution) -> Execution | None:

@@ -21,7 +21,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('name', models.CharField(max_length=100)),
                 ('description', models.TextField(blank=True)),
-                ('interpreter', models.CharField(default='/bin/bash', help_text='Absolute path of the program that runs the script on each server.', max_length=255, validators=[django.core.validators.RegexValidator('^/[A-Za-z0-9._/+-]+$', 'An absolute path to the interpreter on the server, e.g. /bin/bash.')])),
+                ('interpreter', models.CharField(default='/bin/bash', help_text='Absolute path of the program that runs the script on each server.', max_length=255, validators=[django.core.validators.RegexValidator('^/[A-Za-z0-9_./+-]+$', 'An absolute path to the interpreter on the server, e.g. /bin/bash.')])),
                 ('script', models.TextField(help_text='Run on each server with the interpreter.')),
                 ('timeout_seconds', models.PositiveIntegerField(blank=True, help_text='Per server: a run still going after this long is stopped (timed out). Empty means no limit.', null=True, validators=[django.core.validators.MinValueValidator(1)])),
                 ('max_parallel', models.PositiveIntegerField(default=10, help_text='How many servers run at the same time.', validators=[django.core.validators.MinValueValidator(1)])),

@@ -31,10 +31,8 @@ real queue.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -46,8 +44,9 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import pytest
-from django.conf import settings
-from django.db import connection, connections
+from django.db import connections
+
+from tsubame.tests.processes import app_environment, spawn, stop
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -95,31 +94,6 @@ class LiveApp:
         )
 
 
-def database_url() -> str:
-    """The URL of the test database, so that the subprocesses use the test's data."""
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-def app_environment(static_root: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    # Set by some Playwright/Django setups; the app must keep Django's async-safety checks.
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    return env | {
-        "DATABASE_URL": database_url(),
-        "SECRET_KEY": settings.SECRET_KEY,
-        "ENCRYPTION_KEYS": ",".join(settings.ENCRYPTION_KEYS),
-        "Q_CLUSTER_NAME": settings.Q_CLUSTER["name"],
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "DEBUG": "false",
-        "STATIC_ROOT": str(static_root),
-        "WORKERS": "2",
-    }
-
-
 def slug(node: pytest.Item) -> str:
     return re.sub(r"[^\w.-]+", "-", f"{node.path.stem}.{node.name}").strip("-")
 
@@ -130,44 +104,13 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    with log_path.open("ab") as log:
-        return subprocess.Popen(
-            args,
-            cwd=BASE_DIR,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: teardown stops its children too
-        )
-
-
-def _stop(processes: list[subprocess.Popen[bytes]], grace: float = 15) -> None:
-    """Stop each process gracefully, then kill whatever is left of its process group.
-
-    Only the leader gets TERM: `manage.py worker` then stops its django-q cluster in order,
-    whereas TERM to the whole group kills the cluster's children before it can.
-    """
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    deadline = time.monotonic() + grace
-    for process in processes:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(max(0.0, deadline - time.monotonic()))
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
 def _start_daphne(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes], int]:
     """Daphne on a free port, once it accepts connections."""
     # Another process can take the port between probing and binding: try a few.
     for _attempt in range(3):
         port = _free_port()
         args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
-        process = _spawn([*args, "tsubame.asgi:application"], env, log_path)
+        process = spawn([*args, "tsubame.asgi:application"], env, log_path)
         deadline = time.monotonic() + 30
         while process.poll() is None and time.monotonic() < deadline:
             try:
@@ -175,7 +118,7 @@ def _start_daphne(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen
                 return process, port
             except OSError:
                 time.sleep(0.05)
-        _stop([process])
+        stop([process])
     log = log_path.read_text(errors="replace")[-4000:]
     raise RuntimeError(f"daphne did not start; {log_path}:\n{log}")
 
@@ -225,7 +168,7 @@ def live_app(
     for path in (daphne_log, worker_log):
         path.unlink(missing_ok=True)
     env = app_environment(collected_static)
-    worker = _spawn([sys.executable, "manage.py", "worker"], env, worker_log)
+    worker = spawn([sys.executable, "manage.py", "worker"], env, worker_log)
     processes = [worker]
     try:
         daphne, port = _start_daphne(env, daphne_log)
@@ -235,7 +178,7 @@ def live_app(
         yield app
         exited = [process.args for process in processes if process.poll() is not None]
     finally:
-        _stop(processes)
+        stop(processes)
     if exited:
         pytest.fail(f"exited during the test: {exited}\n{app.logs()}", pytrace=False)
 

@@ -13,7 +13,8 @@ logger = logging.getLogger(__name__)
 class Command(BaseCommand):
     help = (
         "Run a django-q2 cluster (like qcluster) plus the reaper that marks executions of "
-        "dead workers as lost. Run as many as you like: reapers do not conflict."
+        "dead workers as lost and re-queues executions whose task went missing. Run as many "
+        "as you like: reapers do not conflict."
     )
 
     def handle(self, *args: object, **options: object) -> None:
@@ -24,8 +25,9 @@ class Command(BaseCommand):
         while cluster.sentinel.is_alive():
             try:
                 services.reap_lost_executions()
+                services.requeue_waiting_executions()
             except Exception:
-                logger.exception("reaping lost executions failed")
+                logger.exception("looking after executions failed")
             finally:
                 close_old_connections()
             cluster.sentinel.join(settings.EXECUTION_REAP_EVERY_SECONDS)

@@ -1,0 +1,27 @@
+"""A queued execution whose task went missing is queued again; claimed ones are not."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from executions import services
+from executions.models import Execution
+from executions.tests.helpers import start
+
+pytestmark = pytest.mark.django_db
+
+
+def test_waiting_execution_is_handed_to_the_broker_again(make_server, make_job, settings, queued):
+    settings.EXECUTION_REQUEUE_AFTER_SECONDS = 60
+    job = make_job("true", [make_server()])
+    stale, _recent, claimed = start(job), start(job), start(job)
+    old = timezone.now() - timedelta(minutes=5)
+    Execution.objects.filter(pk__in=[stale.pk, claimed.pk]).update(enqueued_at=old)
+    services.claim_execution(claimed.pk, "somewhere")
+    queued.clear()
+
+    assert services.requeue_waiting_executions() == [stale.pk]
+    assert queued == [stale.pk]
+    # Its clock restarts: it is not queued again on the next round.
+    assert services.requeue_waiting_executions() == []
