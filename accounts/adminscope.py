@@ -10,7 +10,7 @@ from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
 from accounts import audit, policy
-from accounts.models import Source, Team
+from accounts.models import Source
 
 M = TypeVar("M", bound=Model)
 
@@ -48,7 +48,7 @@ class TeamScopedAdmin(admin.ModelAdmin):
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "team":
             # Objects can only be put in teams where the user may create them.
-            kwargs["queryset"] = policy.restrict(Team.objects.all(), request.user, self.perm("add"))
+            kwargs["queryset"] = policy.teams_for(request.user, self.perm("add"))
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def permitted(self, request: HttpRequest, objects: Iterable[M], perm: str) -> list[M]:

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
+from django.http import Http404
 
 from accounts.backends import team_permissions
+from accounts.models import Team
 
 M = TypeVar("M", bound=Model)
 
@@ -57,3 +60,22 @@ def visible(queryset: QuerySet[M], user: Any) -> QuerySet[M]:
     if label == "accounts.auditevent":
         return restrict(queryset, user, "accounts.view_team_audit")
     return restrict(queryset, user, view_perm(model))
+
+
+def get_visible_or_404(queryset: QuerySet[M], user: Any, **lookup: Any) -> M:
+    """For views: an object the user may see, or 404 (existence is never revealed)."""
+    obj = visible(queryset, user).filter(**lookup).first()
+    if obj is None:
+        raise Http404("No such object.")
+    return obj
+
+
+def require(user: Any, perm: str, obj: Model) -> None:
+    """For views: 403 unless the user's role in the object's team grants `perm`."""
+    if not user.has_perm(perm, obj):
+        raise PermissionDenied("Your role in this team does not allow this.")
+
+
+def teams_for(user: Any, perm: str) -> QuerySet[Team]:
+    """The teams in which the user holds `perm`: the choices when creating something."""
+    return restrict(Team.objects.all(), user, perm)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
+from django.db.models import BinaryField, Func, IntegerField, QuerySet, Value
 from django.db.models.functions import Length
 
 from executions.models import HostRun, LogChunk
@@ -59,3 +61,39 @@ def _host_bytes(host_run_id: int) -> Iterator[bytes]:
     chunks = LogChunk.objects.filter(host_run_id=host_run_id).order_by("seq")
     for data in chunks.values_list("data", flat=True).iterator(chunk_size=16):
         yield bytes(data)
+
+
+def tail_start(execution_id: int, max_bytes: int, *, max_chunks: int = 2000) -> int:
+    """The `after` seq from which the last ~max_bytes of output follow: where a viewer of a
+    huge log starts, so that it opens at the end without loading everything before."""
+    sizes = (
+        LogChunk.objects.filter(execution_id=execution_id)
+        .order_by("-seq")
+        .annotate(size=Length("data"))
+        .values_list("seq", "size")[:max_chunks]
+    )
+    total, start = 0, -1
+    for seq, size in sizes:
+        if total + size > max_bytes and total > 0:
+            return seq
+        total += size
+        start = seq - 1
+    return start
+
+
+class BytesPosition(Func):
+    """Where `needle` (bytes) starts inside a binary column, 0 if absent: byte-exact on
+    every backend (SQLite's INSTR on blobs, PostgreSQL's POSITION on bytea)."""
+
+    function = "INSTR"
+    output_field = IntegerField()
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        haystack, needle = (compiler.compile(e) for e in self.get_source_expressions())
+        return f"POSITION({needle[0]} IN {haystack[0]})", [*needle[1], *haystack[1]]
+
+
+def chunks_containing(text: str) -> QuerySet[LogChunk]:
+    """Chunks whose bytes contain `text` (UTF-8). A match split across two chunks is missed."""
+    needle = Value(text.encode(), output_field=BinaryField())
+    return LogChunk.objects.annotate(found=BytesPosition("data", needle)).filter(found__gt=0)

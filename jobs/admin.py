@@ -2,9 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -14,33 +12,9 @@ from accounts import policy
 from accounts.adminscope import TeamScopedAdmin
 from executions import services
 from executions.models import Trigger
+from jobs.forms import JobForm
 from jobs.models import Job
 from servers.models import Server
-
-
-class JobForm(forms.ModelForm):
-    class Meta:
-        model = Job
-        fields = [
-            "team",
-            "name",
-            "description",
-            "enabled",
-            "interpreter",
-            "script",
-            "servers",
-            "max_parallel",
-            "timeout_seconds",
-        ]
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        if data.get("team") and data.get("servers") is not None:
-            try:
-                Job(team=data["team"]).clean_targets(list(data["servers"]))
-            except ValidationError as exc:
-                self.add_error("servers", exc)
-        return data
 
 
 @admin.register(Job)

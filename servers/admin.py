@@ -54,6 +54,7 @@ class ServerAdmin(TeamScopedAdmin):
                     "auth_method",
                     "credentials_status",
                     "new_private_key",
+                    "private_key_file",
                     "clear_private_key",
                     "new_passphrase",
                     "clear_passphrase",

@@ -36,6 +36,11 @@ class ServerForm(forms.ModelForm):
         strip=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
     )
+    private_key_file = forms.FileField(
+        required=False,
+        label="…or upload the key file",
+        help_text="Instead of pasting: the private key file, e.g. ~/.ssh/id_ed25519.",
+    )
     clear_private_key = forms.BooleanField(required=False, label="Clear the stored private key")
     clear_passphrase = forms.BooleanField(required=False, label="Clear the stored passphrase")
     clear_password = forms.BooleanField(required=False, label="Clear the stored password")
@@ -43,6 +48,16 @@ class ServerForm(forms.ModelForm):
     class Meta:
         model = Server
         fields = ["team", "name", "host", "port", "username", "auth_method", "tags", "description"]
+
+    def clean_private_key_file(self) -> None:
+        upload = self.cleaned_data.get("private_key_file")
+        if upload:
+            if upload.size > 64 * 1024:
+                raise forms.ValidationError("That file is far too large to be a private key.")
+            try:
+                self.cleaned_data["new_private_key"] = upload.read().decode()
+            except UnicodeDecodeError:
+                raise forms.ValidationError("That file is not a text private key.") from None
 
     def clean(self) -> dict[str, object]:
         data = super().clean()

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -70,6 +72,12 @@ class Server(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if is_usable_secret(self.private_key):
+            # Pasted into a browser textarea, a key arrives with CRLF line ends.
+            self.private_key = self.private_key.replace("\r\n", "\n")
+        super().save(*args, **kwargs)
 
     @property
     def address(self) -> str:

@@ -114,7 +114,16 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "tsubame.middleware.ContentSecurityPolicyMiddleware",
 ]
+
+# Scripts only from our static files. Styles allow inline because the terminal renderer
+# (xterm.js) and the code editor inject <style> elements at run time.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'self'; form-action 'self'; object-src 'none'"
+)
 
 ROOT_URLCONF = "tsubame.urls"
 ASGI_APPLICATION = "tsubame.asgi.application"
@@ -130,6 +139,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "accounts.context_processors.memberships",
             ],
         },
     },
@@ -246,7 +256,9 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
-LOGIN_URL = "admin:login"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
 
 # The largest JSON body the API accepts (a job's script travels in it).
 API_MAX_BODY_BYTES = envint("API_MAX_BODY_BYTES", 5 * 1024 * 1024)

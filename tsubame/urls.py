@@ -1,6 +1,5 @@
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 api_urlpatterns = [
@@ -8,12 +7,16 @@ api_urlpatterns = [
     path("", include("servers.api.urls")),
     path("", include("jobs.api.urls")),
     path("", include("executions.api.urls")),
-    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
 ]
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
+    path("", include("executions.urls")),
+    path("", include("accounts.urls")),
+    path("servers/", include("servers.urls")),
+    path("jobs/", include("jobs.urls")),
     path("admin/", admin.site.urls),
-    path("api/v1/", include(api_urlpatterns)),
+    # Namespaced: the router's names (server-list, ...) would otherwise shadow the UI's.
+    path("api/v1/", include((api_urlpatterns, "api"))),
 ]

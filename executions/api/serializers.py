@@ -69,7 +69,7 @@ class ExecutionSerializer(serializers.ModelSerializer):
         return f"/ws/executions/{execution.pk}/"
 
     def get_log_url(self, execution: Execution) -> str:
-        return reverse("execution-log", args=[execution.pk])
+        return reverse("api:execution-log", args=[execution.pk])
 
 
 class LogQuerySerializer(StrictSerializer):

@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db.models import Avg, Count, DurationField, Exists, ExpressionWrapper, F, OuterRef, Q
+from django.db.models.functions import TruncDate
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from accounts import policy
+from accounts.models import Source
+from executions import logs, services
+from executions.filters import ExecutionFilter
+from executions.models import ACTIVE_STATUSES, Execution, Status
+from jobs.models import Job
+from servers.models import Server
+
+# The log viewer opens at the end of the output: this much of it, more on request.
+TAIL_WINDOW_BYTES = 2 * 1024 * 1024
+
+
+def visible_executions(request: HttpRequest) -> Any:
+    return policy.visible(Execution.objects.with_details(), request.user)
+
+
+@login_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    executions = policy.visible(Execution.objects.all(), request.user)
+    since = timezone.now() - timedelta(days=30)
+    recent = executions.filter(created_at__gte=since)
+    counts = recent.aggregate(
+        total=Count("id"),
+        succeeded=Count("id", filter=Q(status=Status.SUCCEEDED)),
+        failed=Count("id", filter=~Q(status__in=[Status.SUCCEEDED, *ACTIVE_STATUSES])),
+    )
+    duration = ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
+    per_day = (
+        recent.annotate(day=TruncDate("created_at"))
+        .values("day")
+        .annotate(
+            succeeded=Count("id", filter=Q(status=Status.SUCCEEDED)),
+            failed=Count("id", filter=~Q(status__in=[Status.SUCCEEDED, *ACTIVE_STATUSES])),
+            average=Avg(duration, filter=Q(finished_at__isnull=False, started_at__isnull=False)),
+        )
+        .order_by("day")
+    )
+    by_day = {row["day"]: row for row in per_day}
+    days = [(since + timedelta(days=n)).date() for n in range(1, 31)]
+    empty = {"succeeded": 0, "failed": 0, "average": None}
+    chart = {
+        "days": [day.isoformat() for day in days],
+        "succeeded": [by_day.get(day, empty)["succeeded"] for day in days],
+        "failed": [by_day.get(day, empty)["failed"] for day in days],
+        "seconds": [
+            round(average.total_seconds(), 2)
+            if (average := by_day.get(day, empty)["average"])
+            else None
+            for day in days
+        ],
+    }
+    failing_servers = policy.visible(
+        Server.objects.select_related("team").exclude(last_check_status__in=["", "ok"]),
+        request.user,
+    )
+    return render(
+        request,
+        "executions/dashboard.html",
+        {
+            "counts": counts,
+            "chart": chart,
+            "recent": visible_executions(request)[:15],
+            "failing_servers": failing_servers,
+            "section": "dashboard",
+        },
+    )
+
+
+@login_required
+def running(request: HttpRequest) -> HttpResponse:
+    """The live part of the dashboard, refreshed in place every few seconds."""
+    active = visible_executions(request).filter(status__in=ACTIVE_STATUSES)
+    return render(request, "executions/running.html", {"running": active[:50]})
+
+
+@login_required
+def execution_list(request: HttpRequest) -> HttpResponse:
+    executions = visible_executions(request)
+    filters = ExecutionFilter(request.GET, queryset=executions)
+    filters.form.fields["job"].queryset = policy.visible(Job.objects.all(), request.user)
+    found = filters.qs
+    text = request.GET.get("q", "").strip()
+    if text:
+        matching = logs.chunks_containing(text).filter(execution=OuterRef("pk"))
+        found = found.filter(Exists(matching))
+    page = Paginator(found, 50).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "executions/execution_list.html",
+        {
+            "filters": filters,
+            "page": page,
+            "q": text,
+            "statuses": Status.choices,
+            "section": "executions",
+        },
+    )
+
+
+@login_required
+def execution_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    execution = policy.get_visible_or_404(Execution.objects.with_details(), request.user, pk=pk)
+    try:
+        window = max(1, min(int(request.GET.get("window", 1)), 512)) * TAIL_WINDOW_BYTES
+    except ValueError:
+        window = TAIL_WINDOW_BYTES
+    start_after = logs.tail_start(execution.pk, window)
+    host_runs = list(execution.host_runs.all())
+    viewer = {
+        "execution": execution.pk,
+        "socket": f"/ws/executions/{execution.pk}/",
+        "after": start_after,
+        "hosts": [{"id": run.pk, "name": run.server_name} for run in host_runs],
+    }
+    return render(
+        request,
+        "executions/execution_detail.html",
+        {
+            "execution": execution,
+            "host_runs": host_runs,
+            "done": sum(run.status not in ACTIVE_STATUSES for run in host_runs),
+            "truncated": start_after >= 0,
+            "more_url": f"?window={window // TAIL_WINDOW_BYTES * 4}",
+            "raw_url": reverse("api:execution-raw-log", args=[execution.pk]),
+            "viewer": viewer,
+            "section": "executions",
+        },
+    )
+
+
+@login_required
+@require_POST
+def execution_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    execution = policy.get_visible_or_404(Execution.objects.all(), request.user, pk=pk)
+    policy.require(request.user, "executions.cancel_execution", execution)
+    if services.cancel_execution(execution, by=request.user, source=Source.UI):
+        messages.success(request, "Cancel requested: the remote processes are being stopped.")
+    else:
+        messages.warning(request, "This execution had already finished.")
+    return redirect("execution-detail", pk=execution.pk)

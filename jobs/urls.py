@@ -1,0 +1,11 @@
+from django.urls import path
+
+from jobs import views
+
+urlpatterns = [
+    path("", views.job_list, name="job-list"),
+    path("new/", views.job_edit, name="job-add"),
+    path("<int:pk>/", views.job_detail, name="job-detail"),
+    path("<int:pk>/edit/", views.job_edit, name="job-edit"),
+    path("<int:pk>/run/", views.job_run, name="job-run"),
+]

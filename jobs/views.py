@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts import audit, policy
+from accounts.models import Source
+from executions import services
+from executions.models import Execution, Trigger
+from jobs.filters import JobFilter
+from jobs.forms import JobForm, RunForm
+from jobs.models import Job
+from servers.models import Server
+
+
+@login_required
+def job_list(request: HttpRequest) -> HttpResponse:
+    jobs = policy.visible(
+        Job.objects.select_related("team").prefetch_related("servers"), request.user
+    )
+    filters = JobFilter(request.GET, queryset=jobs)
+    page = Paginator(filters.qs, 50).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "jobs/job_list.html",
+        {
+            "filters": filters,
+            "page": page,
+            "can_add": request.user.has_perm("jobs.add_job"),
+            "section": "jobs",
+        },
+    )
+
+
+@login_required
+def job_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    job = None
+    if pk is not None:
+        job = policy.get_visible_or_404(Job.objects.all(), request.user, pk=pk)
+        policy.require(request.user, "jobs.change_job", job)
+    form = JobForm(request.POST or None, instance=job)
+    form.fields["team"].queryset = policy.teams_for(request.user, "jobs.add_job")
+    form.fields["servers"].queryset = policy.visible(Server.objects.all(), request.user)
+    if request.method == "POST" and form.is_valid():
+        saved = form.save()
+        audit.record("change" if job else "create", saved, actor=request.user, source=Source.UI)
+        messages.success(request, f"Saved {saved.name}.")
+        return redirect("job-detail", pk=saved.pk)
+    return render(request, "jobs/job_form.html", {"form": form, "job": job, "section": "jobs"})
+
+
+@login_required
+def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    job = policy.get_visible_or_404(Job.objects.select_related("team"), request.user, pk=pk)
+    history = Execution.objects.filter(job=job).select_related("triggered_by")
+    page = Paginator(history, 25).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "jobs/job_detail.html",
+        {"job": job, "page": page, "run_form": RunForm(job=job), "section": "jobs"},
+    )
+
+
+@login_required
+@require_POST
+def job_run(request: HttpRequest, pk: int) -> HttpResponse:
+    job = policy.get_visible_or_404(Job.objects.all(), request.user, pk=pk)
+    policy.require(request.user, "jobs.run_job", job)
+    form = RunForm(request.POST, job=job)
+    if not form.is_valid():
+        messages.error(request, "Choose at least one of the team's servers.")
+        return redirect("job-detail", pk=job.pk)
+    try:
+        execution = services.start_execution(
+            job, trigger=Trigger.UI, triggered_by=request.user, servers=form.cleaned_data["servers"]
+        )
+    except services.ExecutionError as exc:
+        messages.error(request, str(exc))
+        return redirect("job-detail", pk=job.pk)
+    return redirect("execution-detail", pk=execution.pk)

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts import audit, policy
+from accounts.models import Source
+from servers import services, ssh
+from servers.filters import ServerFilter
+from servers.forms import ServerForm
+from servers.models import Server, Tag
+
+
+@login_required
+def server_list(request: HttpRequest) -> HttpResponse:
+    servers = policy.visible(
+        Server.objects.select_related("team").prefetch_related("tags"), request.user
+    )
+    filters = ServerFilter(request.GET, queryset=servers)
+    page = Paginator(filters.qs, 50).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "servers/server_list.html",
+        {
+            "filters": filters,
+            "page": page,
+            "tags": Tag.objects.all(),
+            "can_add": request.user.has_perm("servers.add_server"),
+            "section": "servers",
+        },
+    )
+
+
+@login_required
+def server_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    server = None
+    if pk is not None:
+        server = policy.get_visible_or_404(Server.objects.all(), request.user, pk=pk)
+        policy.require(request.user, "servers.change_server", server)
+    form = ServerForm(request.POST or None, request.FILES or None, instance=server)
+    form.fields["team"].queryset = policy.teams_for(request.user, "servers.add_server")
+    if request.method == "POST" and form.is_valid():
+        saved = form.save()
+        audit.record(
+            "change" if server else "create", saved, actor=request.user, source=Source.UI
+        )
+        messages.success(request, f"Saved {saved.name}.")
+        return redirect("server-list")
+    return render(
+        request, "servers/server_form.html", {"form": form, "server": server, "section": "servers"}
+    )
+
+
+@login_required
+@require_POST
+def server_test(request: HttpRequest, pk: int) -> HttpResponse:
+    server = policy.get_visible_or_404(Server.objects.all(), request.user, pk=pk)
+    policy.require(request.user, "servers.test_connection", server)
+    check = services.check_connection(server)
+    latency = f" in {check.latency_ms:.0f} ms" if check.latency_ms is not None else ""
+    level = messages.SUCCESS if check.status == "ok" else messages.ERROR
+    messages.add_message(request, level, f"{server.name}: {check.status}{latency}. {check.message}")
+    return redirect("server-list")
+
+
+@login_required
+def server_trust(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET shows the fingerprint the server offers; POST trusts it if it is still the same."""
+    server = policy.get_visible_or_404(Server.objects.all(), request.user, pk=pk)
+    policy.require(request.user, "servers.trust_host_key", server)
+    if request.method == "POST":
+        try:
+            key = services.trust_offered_host_key(
+                server, request.POST.get("fingerprint", ""), by=request.user, source=Source.UI
+            )
+        except (ssh.SSHError, services.FingerprintMismatch) as exc:
+            messages.error(request, f"{server.name}: {exc}")
+        else:
+            messages.success(request, f"{server.name}: trusted {key.fingerprint}")
+        return redirect("server-list")
+    try:
+        offered, error = ssh.fetch_host_key(server.host, server.port), None
+    except ssh.SSHError as exc:
+        offered, error = None, str(exc)
+    return render(
+        request,
+        "servers/server_trust.html",
+        {"server": server, "offered": offered, "error": error, "section": "servers"},
+    )
