@@ -28,6 +28,13 @@ def terminal_text(page) -> str:
     return page.evaluate("() => window.tsubameViewer.bufferText()")
 
 
+def wait_for_terminal(page, text: str) -> None:
+    page.wait_for_function(
+        "(text) => window.tsubameViewer && window.tsubameViewer.bufferText().includes(text)",
+        arg=text,
+    )
+
+
 def test_manager_adds_a_server_trusts_it_runs_a_job_and_cancels_another(
     live_app, page, django_user_model, sshd
 ):
@@ -99,7 +106,7 @@ def test_manager_adds_a_server_trusts_it_runs_a_job_and_cancels_another(
     long_job.servers.set([server])
     page.goto(f"/jobs/{long_job.pk}/")
     page.click("#run-default button")
-    page.wait_for_function("() => window.tsubameViewer.bufferText().includes('started')")
+    wait_for_terminal(page, "started")
     assert remote_sleeps(tag)
     page.click("#cancel-form button")
     expect(page.locator("#execution-status")).to_have_text("Cancelled", timeout=15_000)
@@ -153,3 +160,48 @@ def test_viewer_sees_the_job_but_no_run_button_and_cannot_run_it(
     )
     assert status == 403
     assert not Execution.objects.exists()
+
+
+VIEWER_SCRIPT = r"""for i in $(seq 1 40); do echo "line $i of $(hostname)"; sleep 0.05; done
+printf 'progress 10%%\rprogress 60%%\rprogress 100%%\n'
+echo to-stderr >&2
+"""
+
+
+def test_log_viewer_switches_hosts_renders_progress_and_resumes_without_gaps(
+    live_app, page, django_user_model, make_server, make_job, team
+):
+    from playwright.sync_api import expect
+
+    user = django_user_model.objects.create_user("lin", password=PASSWORD)
+    Membership.objects.create(team=team, user=user, role=role_group(Role.OPERATOR))
+    job = make_job(VIEWER_SCRIPT, [make_server(name="alpha"), make_server(name="beta")])
+    violations: list[str] = []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security" in m.text else 0)
+    log_in(page, live_app.url + "/login/", "lin", PASSWORD)
+    page.goto(f"/jobs/{job.pk}/")
+    page.click("#run-default button")
+
+    # Drop the connection while output is still coming: the viewer resumes from its last seq.
+    wait_for_terminal(page, "line 5 ")
+    page.evaluate("() => window.tsubameViewer.dropConnection()")
+    expect(page.locator("#stream-state")).to_have_text("finished", timeout=30_000)
+    combined = terminal_text(page)
+    for host in ("alpha", "beta"):
+        assert f"── {host} ──" in combined
+    assert combined.count("to-stderr") == 2
+
+    for host in ("alpha", "beta"):
+        page.get_by_role("button", name=host).click()
+        lines = terminal_text(page).split("\n")
+        numbered = [line for line in lines if line.startswith("line ")]
+        assert [int(line.split()[1]) for line in numbered] == list(range(1, 41))  # no gap, no dupe
+        assert "progress 100%" in lines  # \r rewrote the line as a terminal does
+        assert not any("progress 10%" in line for line in lines)
+    expect(page.locator("#progress-text")).to_have_text("2/2 hosts done")
+    screenshot(page, "ui-execution-two-hosts")
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto("/")
+    screenshot(page, "ui-dashboard-phone")
+    assert violations == []
