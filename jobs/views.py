@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -42,8 +43,11 @@ def job_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     if pk is not None:
         job = policy.get_visible_or_404(Job.objects.all(), request.user, pk=pk)
         policy.require(request.user, "jobs.change_job", job)
+    teams = policy.teams_for(request.user, "jobs.add_job")
+    if job is None and not teams.exists():
+        raise PermissionDenied("Your roles do not allow creating jobs in any team.")
     form = JobForm(request.POST or None, instance=job)
-    form.fields["team"].queryset = policy.teams_for(request.user, "jobs.add_job")
+    form.fields["team"].queryset = teams
     form.fields["servers"].queryset = policy.visible(Server.objects.all(), request.user)
     if request.method == "POST" and form.is_valid():
         saved = form.save()

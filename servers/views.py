@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -41,13 +42,14 @@ def server_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     if pk is not None:
         server = policy.get_visible_or_404(Server.objects.all(), request.user, pk=pk)
         policy.require(request.user, "servers.change_server", server)
+    teams = policy.teams_for(request.user, "servers.add_server")
+    if server is None and not teams.exists():
+        raise PermissionDenied("Your roles do not allow adding servers to any team.")
     form = ServerForm(request.POST or None, request.FILES or None, instance=server)
-    form.fields["team"].queryset = policy.teams_for(request.user, "servers.add_server")
+    form.fields["team"].queryset = teams
     if request.method == "POST" and form.is_valid():
         saved = form.save()
-        audit.record(
-            "change" if server else "create", saved, actor=request.user, source=Source.UI
-        )
+        audit.record("change" if server else "create", saved, actor=request.user, source=Source.UI)
         messages.success(request, f"Saved {saved.name}.")
         return redirect("server-list")
     return render(
