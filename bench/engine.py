@@ -15,51 +15,32 @@ Machines here are shared and noisy: read the ratios, not the absolute numbers.
 from __future__ import annotations
 
 import os
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import paramiko
+from common import WORK, OpenSsh, wait_for  # sets Django up: before the app's modules
+from django.conf import settings
+from django.core.management import call_command
+from django.db.models import Sum
+from django.db.models.functions import Length
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(BASE_DIR))
-WORK = Path(tempfile.mkdtemp(prefix="tsubame-bench-"))
-os.environ.setdefault("TSUBAME_DATA_DIR", str(WORK / "data"))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tsubame.settings")
-os.environ.setdefault("LOG_LEVEL", "WARNING")
-
-import django  # noqa: E402
-
-django.setup()
-
-from django.conf import settings  # noqa: E402
-from django.core.management import call_command  # noqa: E402
-from django.db.models import Sum  # noqa: E402
-from django.db.models.functions import Length  # noqa: E402
-
-from executions import services  # noqa: E402
-from executions.models import Execution, LogChunk, Trigger  # noqa: E402
-from jobs.models import Job  # noqa: E402
-from servers.models import Server  # noqa: E402
-from servers.tests.sshd import GENEROUS_LIMITS, ClientKeys, LocalSshd  # noqa: E402
+from accounts.models import Team
+from executions import services
+from executions.models import Execution, LogChunk, Trigger
+from jobs.models import Job
+from servers.models import Server
+from servers.tests.sshd import GENEROUS_LIMITS, ClientKeys, LocalSshd
+from tsubame.tests.processes import app_environment, spawn, stop
 
 ROUNDS = int(os.getenv("BENCH_ROUNDS", "7"))
 BIG_COMMAND = "head -c 200000000 /dev/zero | base64"
 FANOUT = 50
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 600, every: float = 0.002) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("benchmark step did not finish")
-        time.sleep(every)
 
 
 def rss_kib(pid: int, field: str) -> int:
@@ -72,14 +53,12 @@ def rss_kib(pid: int, field: str) -> int:
 class Bench:
     def __init__(self, sshd: LocalSshd, keys: ClientKeys) -> None:
         self.sshd = sshd
-        self.key_file = keys.directory / "id_ed25519"
-        self.known_hosts = WORK / "known_hosts"
-        self.known_hosts.write_text(
-            f"[{sshd.host}]:{sshd.port} {sshd.host_key.key_type} {sshd.host_key.key_base64}\n"
-        )
+        self.openssh = OpenSsh(sshd, keys)
+        self.team = Team.objects.create(name="bench")
         self.servers = []
         for i in range(FANOUT):
             server = Server.objects.create(
+                team=self.team,
                 name=f"bench-{i:02}",
                 host=sshd.host,
                 port=sshd.port,
@@ -90,7 +69,7 @@ class Bench:
             self.servers.append(server)
 
     def job(self, script: str, servers: list[Server]) -> Job:
-        job = Job.objects.create(name=f"bench-{Job.objects.count()}", script=script)
+        job = Job.objects.create(team=self.team, name=f"bench-{Job.objects.count()}", script=script)
         job.servers.set(servers)
         job.max_parallel = len(servers)
         job.save()
@@ -111,34 +90,12 @@ class Bench:
             raise RuntimeError(f"benchmark execution {execution.pk} ended {execution.status}")
         return elapsed, execution
 
-    def ssh(self, command: str, *, first_byte: bool = False) -> float:
-        argv = [
-            "ssh", "-i", str(self.key_file), "-p", str(self.sshd.port),
-            "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
-            "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "ControlMaster=no",
-            f"{self.sshd.username}@{self.sshd.host}", command,
-        ]  # fmt: skip
-        began = time.perf_counter()
-        with subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL) as proc:
-            assert proc.stdout is not None
-            if first_byte:
-                proc.stdout.read(1)
-                elapsed = time.perf_counter() - began
-                proc.stdout.read()
-            else:
-                while proc.stdout.read(1 << 20):
-                    pass
-                elapsed = time.perf_counter() - began
-        if proc.returncode:
-            raise RuntimeError(f"ssh exited {proc.returncode}")
-        return elapsed
-
     def paramiko_pool(self, count: int) -> float:
-        key = paramiko.Ed25519Key.from_private_key_file(str(self.key_file))
+        key = paramiko.Ed25519Key.from_private_key_file(str(self.openssh.key_file))
 
         def one(_: int) -> bytes:
             client = paramiko.SSHClient()
-            client.load_host_keys(str(self.known_hosts))
+            client.load_host_keys(str(self.openssh.known_hosts))
             client.connect(
                 self.sshd.host, self.sshd.port, username=self.sshd.username, pkey=key,
                 look_for_keys=False, allow_agent=False,
@@ -158,19 +115,8 @@ class Bench:
 
 
 def start_worker() -> subprocess.Popen[bytes]:
-    env = os.environ | {
-        "ENCRYPTION_KEYS": ",".join(settings.ENCRYPTION_KEYS),
-        "SECRET_KEY": settings.SECRET_KEY,
-        "WORKERS": "1",
-    }
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "worker"],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=(WORK / "worker.log").open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    env = app_environment() | {"WORKERS": "1"}
+    return spawn([sys.executable, "manage.py", "worker"], env, WORK / "worker.log")
 
 
 def main() -> None:
@@ -186,8 +132,7 @@ def main() -> None:
         try:
             report(bench)
         finally:
-            os.killpg(worker.pid, signal.SIGTERM)
-            worker.wait(30)
+            stop([worker])
 
 
 def report(bench: Bench) -> None:
@@ -200,14 +145,14 @@ def report(bench: Bench) -> None:
 
     echo = bench.job("echo hi", one)
     ours = [bench.run(echo, until=has_output)[0] for _ in range(ROUNDS)]
-    theirs = [bench.ssh("echo hi", first_byte=True) for _ in range(ROUNDS)]
+    theirs = [bench.openssh.seconds("echo hi", first_byte=True) for _ in range(ROUNDS)]
     first_ours, first_theirs = statistics.median(ours), statistics.median(theirs)
 
     rss_before = rss_kib(worker_pid, "VmRSS")
     big_seconds, big = bench.run(bench.job(BIG_COMMAND, one))
     stored = LogChunk.objects.filter(execution=big).aggregate(n=Sum(Length("data")))["n"]
     rss_peak = rss_kib(worker_pid, "VmHWM")
-    ssh_big = bench.ssh(BIG_COMMAND)
+    ssh_big = bench.openssh.seconds(BIG_COMMAND)
     mb_ours, mb_theirs = stored / big_seconds / 1e6, stored / ssh_big / 1e6
 
     fan = bench.job("echo hi", bench.servers)

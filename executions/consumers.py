@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import logging
 from typing import Any
 from urllib.parse import parse_qs
@@ -35,7 +36,10 @@ logger = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 CLOSE_BAD_REQUEST = 4400
-CLOSE_SERVER_ERROR = 1011
+# daphne (autobahn) refuses 1011 from a server: codes 4000-4999 are ours to define.
+CLOSE_SERVER_ERROR = 4500
+# daphne drops a connection whose outgoing message exceeds 1 MiB: stay well under it.
+MAX_MESSAGE_BYTES = 512 * 1024
 
 
 def chunk_message(chunk: LogChunk) -> dict[str, Any]:
@@ -82,7 +86,34 @@ def status_message(execution: Execution) -> dict[str, Any]:
     }
 
 
+def output_messages(chunks: list[dict[str, Any]]) -> list[str]:
+    """The chunks as `output` messages of at most MAX_MESSAGE_BYTES each once encoded.
+
+    A chunk's encoded size can be several times its byte size (control characters, base64
+    next to replacement characters), so the budget is on the encoded text; OUTPUT_CHUNK_BYTES
+    is capped so that a single chunk always fits.
+    """
+    messages: list[str] = []
+    batch: list[str] = []
+    size = 0
+    for chunk in chunks:
+        encoded = json.dumps(chunk, ensure_ascii=False)
+        if batch and size + len(encoded.encode()) > MAX_MESSAGE_BYTES:
+            messages.append('{"type": "output", "chunks": [' + ", ".join(batch) + "]}")
+            batch, size = [], 0
+        batch.append(encoded)
+        size += len(encoded.encode())
+    if batch:
+        messages.append('{"type": "output", "chunks": [' + ", ".join(batch) + "]}")
+    return messages
+
+
 class ExecutionConsumer(AsyncJsonWebsocketConsumer):
+    @classmethod
+    async def encode_json(cls, content: Any) -> str:
+        # Not ASCII-escaped: non-ASCII output would otherwise take 6 bytes a character.
+        return json.dumps(content, ensure_ascii=False)
+
     async def connect(self) -> None:
         self.execution_id = int(self.scope["url_route"]["kwargs"]["execution_id"])
         self.pump_task: asyncio.Task[None] | None = None
@@ -145,8 +176,9 @@ class ExecutionConsumer(AsyncJsonWebsocketConsumer):
         while True:
             self.doorbell.clear()
             status, chunks, more = await database_sync_to_async(self._read_new)()
+            for message in output_messages(chunks):
+                await self.send(text_data=message)
             if chunks:
-                await self.send_json({"type": "output", "chunks": chunks})
                 self.last_seq = chunks[-1]["seq"]
             if status != sent_status:
                 await self.send_json(status)

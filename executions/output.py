@@ -33,6 +33,7 @@ from executions.models import LogChunk
 logger = logging.getLogger(__name__)
 
 STREAMS = {"stdout": LogChunk.Stream.STDOUT, "stderr": LogChunk.Stream.STDERR}
+FLUSH_CHUNKS = 16
 
 
 def utf8_safe_split(data: bytes, limit: int) -> int:
@@ -90,6 +91,8 @@ class OutputWriter:
         self.execution_id = execution_id
         self.chunk_bytes = settings.OUTPUT_CHUNK_BYTES
         self.flush_seconds = settings.OUTPUT_FLUSH_SECONDS
+        # One transaction carries several chunks: a commit per chunk would cap throughput.
+        self.flush_bytes = FLUSH_CHUNKS * self.chunk_bytes
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_items)
         self._pending: list[_Pending] = []
         self._pending_bytes = 0
@@ -155,7 +158,7 @@ class OutputWriter:
                     continue
                 self._add(*item)
                 due = time.monotonic() - self._last_flush >= self.flush_seconds
-                if due or self._pending_bytes >= self.chunk_bytes:
+                if due or self._pending_bytes >= self.flush_bytes:
                     self._flush()
         finally:
             connection.close()

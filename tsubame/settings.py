@@ -231,7 +231,8 @@ EXECUTION_KILL_GRACE_SECONDS = envfloat("EXECUTION_KILL_GRACE_SECONDS", 2.0)
 SSH_CONNECT_TIMEOUT_SECONDS = envfloat("SSH_CONNECT_TIMEOUT_SECONDS", 10.0)
 
 # Output is written in chunks of at most this many bytes, at most every OUTPUT_FLUSH_SECONDS.
-OUTPUT_CHUNK_BYTES = max(4096, envint("OUTPUT_CHUNK_BYTES", 256 * 1024))
+# At most 128 KiB: one chunk must fit in a WebSocket message once JSON-encoded (up to ~4x).
+OUTPUT_CHUNK_BYTES = min(128 * 1024, max(4096, envint("OUTPUT_CHUNK_BYTES", 64 * 1024)))
 OUTPUT_FLUSH_SECONDS = envfloat("OUTPUT_FLUSH_SECONDS", 0.05)
 
 Q_CLUSTER = {

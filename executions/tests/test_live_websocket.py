@@ -1,5 +1,8 @@
 """Live output over the WebSocket: replay, follow, resume, and who may listen."""
 
+import base64
+import json
+
 import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
@@ -9,7 +12,12 @@ from django.test import Client
 from accounts.models import Membership, Role
 from accounts.roles import role_group
 from executions import runner
-from executions.consumers import CLOSE_NOT_FOUND, CLOSE_SERVER_ERROR, CLOSE_UNAUTHENTICATED
+from executions.consumers import (
+    CLOSE_NOT_FOUND,
+    CLOSE_SERVER_ERROR,
+    CLOSE_UNAUTHENTICATED,
+    MAX_MESSAGE_BYTES,
+)
 from executions.models import Execution, Status
 from executions.tests.helpers import start
 from tsubame.asgi import build_application
@@ -154,3 +162,34 @@ def test_a_broken_stream_is_closed_so_the_client_reconnects(make_server, make_jo
     )
     assert first["type"] == "status"
     assert closed == {"type": "websocket.close", "code": CLOSE_SERVER_ERROR}
+
+
+async def _frames(path, headers):
+    communicator = WebsocketCommunicator(build_application(), path, headers=headers)
+    await communicator.connect(timeout=10)
+    frames = []
+    while True:
+        frame = (await communicator.receive_output(timeout=30))["text"]
+        frames.append(frame)
+        if '"type": "end"' in frame:
+            break
+    await communicator.disconnect()
+    return frames
+
+
+def test_every_frame_stays_under_the_servers_message_limit(make_server, make_job, superuser):
+    # Random bytes are the worst case: each invalid byte becomes a replacement character in
+    # "text" and the chunk travels once more in base64; daphne drops frames over 1 MiB.
+    execution = start(make_job("head -c 3000000 /dev/urandom", [make_server()]))
+    runner.run_execution(execution.pk)
+    frames = async_to_sync(_frames)(f"/ws/executions/{execution.pk}/", session_headers(superuser))
+    assert max(len(frame.encode()) for frame in frames) <= MAX_MESSAGE_BYTES
+    chunks = [c for f in frames if '"output"' in f[:20] for c in json.loads(f)["chunks"]]
+    assert [c["seq"] for c in chunks] == list(range(len(chunks)))
+    assert (
+        sum(
+            len(base64.b64decode(c["b64"])) if "b64" in c else len(c["text"].encode())
+            for c in chunks
+        )
+        == 3000000
+    )

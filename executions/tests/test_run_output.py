@@ -71,7 +71,7 @@ def test_binary_output_is_stored_byte_exact(make_server, make_job):
     assert output(execution, stream="stderr") == b"\xff\xfe not utf-8 \xc3"
 
 
-def test_ten_mib_on_both_streams_at_once_arrive_complete(make_server, make_job):
+def test_ten_mib_on_both_streams_at_once_arrive_complete(make_server, make_job, settings):
     server = make_server()
     size = 10 * 1024 * 1024
     script = (
@@ -92,7 +92,7 @@ def test_ten_mib_on_both_streams_at_once_arrive_complete(make_server, make_job):
     sizes = [
         len(d) for d in LogChunk.objects.filter(execution=execution).values_list("data", flat=True)
     ]
-    assert max(sizes) <= 256 * 1024
+    assert max(sizes) <= settings.OUTPUT_CHUNK_BYTES
     assert len(sizes) < 1000
 
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from servers import ssh
+from servers.ssh.remote import wrapper_command
 
 if TYPE_CHECKING:
     from servers.tests.sshd import LocalSshd
@@ -563,7 +564,7 @@ def test_script_leaves_no_temp_file_behind(session: ssh.Session) -> None:
 
 def test_remote_command_has_no_quote_backslash_or_newline() -> None:
     # fish treats backslashes inside single quotes specially and csh rejects newlines there.
-    command = ssh._wrapper_command(123, "/usr/bin/python3", 2.5)
+    command = wrapper_command(123, "/usr/bin/python3", 2.5)
     assert command.startswith("exec /bin/sh -c '")
     assert command.endswith("'")
     body = command.removeprefix("exec /bin/sh -c '").removesuffix("'")
@@ -580,7 +581,7 @@ def test_remote_command_works_under_any_login_shell(shell: str) -> None:
     # What sshd does with a command: `$SHELL -c COMMAND` in a new session (so that the
     # watcher's `kill 0` could never reach pytest), stdin kept open until the end.
     remote = subprocess.Popen(
-        [shell, "-c", ssh._wrapper_command(len(script), "/bin/sh", 1)],
+        [shell, "-c", wrapper_command(len(script), "/bin/sh", 1)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         start_new_session=True,
