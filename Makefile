@@ -58,6 +58,7 @@ lint: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	@$(MAKE) --no-print-directory debian-packages PACKAGES="$(DEBIAN_TEST_PACKAGES)"
 	$(PY) bench/engine.py
+	$(PY) bench/ui.py
 
 clean:
 	rm -rf $(VENV) staticfiles
