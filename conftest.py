@@ -12,12 +12,17 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection
+from django.db.models.signals import post_save
+from django.http import HttpResponseBase
+from django.test import Client
 
-from accounts.models import Membership, Role, Team
+from accounts.models import ApiToken, Membership, Role, Team
 from accounts.roles import role_group
+from accounts.tests.leaks import SecretWatch
 from executions import services
 from jobs.models import Job
 from servers.models import Server
+from tsubame.crypto import SecretTextField
 
 if TYPE_CHECKING:
     from servers.tests.sshd import LocalSshd
@@ -49,6 +54,53 @@ def queued(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> l
 def fast_password_hashing(settings: Any) -> None:
     # The default hasher is slow on purpose; tests that log in by password would crawl.
     settings.PASSWORD_HASHERS = ["accounts.tests.hashers.FastPBKDF2PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def secret_watch(monkeypatch: pytest.MonkeyPatch) -> Iterator[SecretWatch]:
+    """Fails any test whose responses show a stored secret (see accounts/tests/leaks.py)."""
+    watch = SecretWatch()
+
+    def server_saved(instance: Server, **kwargs: Any) -> None:
+        watch.remember_private_key(instance.private_key, "a server's private key")
+        watch.remember(instance.passphrase, "a server's key passphrase")
+        watch.remember(instance.password, "a server's password")
+
+    def token_saved(instance: ApiToken, **kwargs: Any) -> None:
+        watch.remember(instance.token_hash, "an API token's hash")
+
+    encrypt = SecretTextField.get_prep_value
+
+    def encrypt_and_remember(field: SecretTextField, value: Any) -> Any:
+        stored = encrypt(field, value)
+        watch.remember(stored, f"the ciphertext of a server's {field.name}")
+        return stored
+
+    new_secret = ApiToken.new_secret
+
+    def new_secret_and_remember(token: ApiToken) -> str:
+        text = new_secret(token)
+        watch.remember_token_text(text)
+        return text
+
+    request = Client.request
+
+    def request_and_check(client: Client, **kwargs: Any) -> HttpResponseBase:
+        with watch.request_by(client):
+            response = request(client, **kwargs)
+        if not response.streaming:  # a streamed body is read by the test, once
+            where = f"{kwargs.get('REQUEST_METHOD')} {kwargs.get('PATH_INFO')}"
+            watch.check(response.content, status=response.status_code, where=where, client=client)
+        return response
+
+    monkeypatch.setattr(SecretTextField, "get_prep_value", encrypt_and_remember)
+    monkeypatch.setattr(ApiToken, "new_secret", new_secret_and_remember)
+    monkeypatch.setattr(Client, "request", request_and_check)
+    post_save.connect(server_saved, sender=Server, weak=False)
+    post_save.connect(token_saved, sender=ApiToken, weak=False)
+    yield watch
+    post_save.disconnect(server_saved, sender=Server)
+    post_save.disconnect(token_saved, sender=ApiToken)
 
 
 @pytest.fixture

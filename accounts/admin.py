@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -17,6 +18,17 @@ class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 1
     autocomplete_fields = ["user"]
+
+    def get_autocomplete_fields(self, request: HttpRequest) -> list[str]:
+        # The user search needs the view permission on users, which only superusers have:
+        # team managers pick from a plain list of users (as they name any user in the API).
+        return list(self.autocomplete_fields) if request.user.is_superuser else []
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "user":
+            users = get_user_model().objects.all()
+            kwargs["queryset"] = users.order_by(get_user_model().USERNAME_FIELD)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     # The inline's obj is the team: its managers manage its members.
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from typing import Any
 
+from django.db import DataError
 from django.db.models import Model, QuerySet
 from rest_framework import exceptions, serializers, viewsets
 from rest_framework.response import Response
@@ -12,9 +15,19 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from accounts import policy
 from accounts.api.permissions import PolicyPermission
 
+logger = logging.getLogger(__name__)
+
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Every error is JSON with a `detail` message; field errors also come under `errors`."""
+    if isinstance(exc, OverflowError | DataError):
+        # A value (in practice: a filter's) that the database cannot compare: an id past
+        # 64 bits or a date past year 9999 (SQLite), a time zone offset past ±16 hours
+        # (PostgreSQL). The request is wrong, not the server.
+        logger.info("refused a value the database cannot use: %s", exc)
+        exc = exceptions.ValidationError(
+            {"non_field_errors": [f"A value in the request is out of range: {exc}"]}
+        )
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -25,14 +38,42 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
-class StrictSerializer(serializers.Serializer):
-    """Refuses fields it does not know, instead of silently ignoring a typo."""
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        unknown = set(getattr(self, "initial_data", {}) or {}) - set(self.fields)
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses fields it does not know, instead of silently ignoring a typo.
+
+    Reported together with the other fields' errors: "nmae: Unknown field." explains
+    "name: This field is required." better than that error alone. Text with NUL characters
+    is refused for every field before any of them is looked up in the database, which
+    PostgreSQL would answer with an error.
+    """
+
+    def to_internal_value(self, data: Any) -> Any:
+        names = set(data) if isinstance(data, Mapping) else set()
+        unknown = {name: ["Unknown field."] for name in sorted(names - set(self.fields))}
+        nul = {
+            name: ["Null characters are not allowed."]
+            for name in sorted(names & set(self.fields))
+            if _has_nul(data[name])
+        }
+        if nul:  # before any field looks its value up in the database
+            raise serializers.ValidationError({**nul, **unknown})
+        try:
+            attrs = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if unknown and isinstance(exc.detail, dict):
+                raise serializers.ValidationError({**exc.detail, **unknown}) from exc
+            raise
         if unknown:
-            raise serializers.ValidationError({name: "Unknown field." for name in sorted(unknown)})
-        return super().validate(attrs)
+            raise serializers.ValidationError(unknown)
+        return attrs
 
 
 class StrictModelSerializer(StrictSerializer, serializers.ModelSerializer):

@@ -1,4 +1,8 @@
-"""Request parsing: DRF reads the body as a stream, past Django's DATA_UPLOAD_MAX_MEMORY_SIZE."""
+"""Request parsing: JSON bodies up to API_MAX_BODY_BYTES, read from the request stream.
+
+Not a JSONParser subclass on purpose: DRF hands those `request.body`, which Django refuses
+past DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) with an HTML 400 before the limit here is checked.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import io
 from typing import Any
 
 from django.conf import settings
-from rest_framework import exceptions, parsers
+from rest_framework import exceptions, parsers, renderers
 
 
 class RequestTooLarge(exceptions.APIException):
@@ -15,12 +19,15 @@ class RequestTooLarge(exceptions.APIException):
     default_code = "request_too_large"
 
 
-class LimitedJSONParser(parsers.JSONParser):
+class LimitedJSONParser(parsers.BaseParser):
     """JSON, refused with 413 past API_MAX_BODY_BYTES."""
+
+    media_type = "application/json"
+    renderer_class = renderers.JSONRenderer
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         limit = settings.API_MAX_BODY_BYTES
         body = stream.read(limit + 1) if stream is not None else b""
         if len(body) > limit:
             raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
-        return super().parse(io.BytesIO(body), media_type, parser_context)
+        return parsers.JSONParser().parse(io.BytesIO(body), media_type, parser_context)

@@ -42,7 +42,9 @@ class TeamViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TeamScopedVi
         return team.memberships.select_related("user", "role").order_by("user__username")
 
     @extend_schema(responses=MembershipSerializer(many=True))
-    @action(detail=True, methods=["get"], url_path="members", pagination_class=None)
+    @action(
+        detail=True, methods=["get"], url_path="members", pagination_class=None, filter_backends=[]
+    )
     def members(self, request: Request, pk: str) -> Response:
         """The team's members and their roles."""
         return Response(MembershipSerializer(self._members(self.get_object()), many=True).data)
@@ -64,7 +66,7 @@ class TeamViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TeamScopedVi
         return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=MembershipChangeSerializer, responses=MembershipSerializer)
-    @action(detail=True, methods=["patch", "delete"], url_path=r"members/(?P<username>[^/]+)")
+    @action(detail=True, methods=["patch", "delete"], url_path=r"members/(?P<username>[^/\x00]+)")
     def member(self, request: Request, pk: str, username: str) -> Response:
         """Change a member's role, or remove them from the team (managers)."""
         team = self.get_object()

@@ -31,8 +31,12 @@ class HostRunSerializer(serializers.ModelSerializer):
 
 class ExecutionSerializer(serializers.ModelSerializer):
     host_runs = HostRunSerializer(many=True, read_only=True)
-    triggered_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    cancel_requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    triggered_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    cancel_requested_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     duration = serializers.FloatField(read_only=True, allow_null=True)
     websocket_url = serializers.SerializerMethodField(
         help_text="Path of the WebSocket that streams this execution's output live."

@@ -7,7 +7,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, renderers
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -98,7 +98,7 @@ class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TeamSco
         except KeyError:
             host_run = None
         except ValueError:
-            raise NotFound("No such host run in this execution.") from None
+            raise ValidationError({"host_run": ["A valid integer is required."]}) from None
         host_run_id = self._host_run_id(execution, host_run)
         response = StreamingHttpResponse(
             logs.raw_bytes(execution.pk, host_run_id), content_type="application/octet-stream"

@@ -32,7 +32,9 @@ class ServerSerializer(StrictModelSerializer):
     has_private_key = serializers.SerializerMethodField()
     has_passphrase = serializers.SerializerMethodField()
     has_password = serializers.SerializerMethodField()
-    host_key_trusted_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    host_key_trusted_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Server

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 
 from accounts.api.base import TeamScopedViewSet
 from accounts.api.mixins import AuditedWriteMixin
+from accounts.api.schema import error_response
 from accounts.models import Source
 from servers import services, ssh
 from servers.api.serializers import (
@@ -43,7 +44,13 @@ class ServerViewSet(
         check = services.check_connection(self.get_object())
         return Response(ConnectionCheckSerializer(check).data)
 
-    @extend_schema(request=None, responses=HostKeySerializer)
+    @extend_schema(
+        request=None,
+        responses={
+            200: HostKeySerializer,
+            502: error_response("The server could not be reached, or offered no host key."),
+        },
+    )
     @action(
         detail=True, methods=["post"], url_path="host-key", required_perm="servers.trust_host_key"
     )
@@ -56,7 +63,14 @@ class ServerViewSet(
             raise ServerUnavailable(str(exc)) from exc
         return Response(HostKeySerializer.of(key))
 
-    @extend_schema(request=TrustHostKeySerializer, responses=ServerSerializer)
+    @extend_schema(
+        request=TrustHostKeySerializer,
+        responses={
+            200: ServerSerializer,
+            409: error_response("The server now offers another key: nothing was trusted."),
+            502: error_response("The server could not be reached, or offered no host key."),
+        },
+    )
     @action(
         detail=True,
         methods=["post"],

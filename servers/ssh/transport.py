@@ -28,9 +28,9 @@ from servers.ssh.errors import (
 )
 from servers.ssh.keys import Credentials, HostKey, load_private_key
 
-# sshd's default MaxStartups 10:30:100 randomly drops handshakes past 10 in flight; 8 per host
-# (below that 10) plus a few retries keeps a fan-out to one host (or one bastion) reliable.
-MAX_HANDSHAKES_PER_HOST = 8
+# sshd's default MaxStartups 10:30:100 randomly drops handshakes past 10 in flight; 6 per host
+# (room below that 10 for other clients) plus a few retries keeps a fan-out to one host reliable.
+MAX_HANDSHAKES_PER_HOST = 6
 CONNECT_ATTEMPTS = 3
 KEEPALIVE_SECONDS = 15
 DEAD_PEER_SECONDS = 60

@@ -193,6 +193,8 @@ def test_log_viewer_switches_hosts_renders_progress_and_resumes_without_gaps(
 
     for host in ("alpha", "beta"):
         page.get_by_role("button", name=host).click()
+        expect(page.get_by_role("button", name=host)).to_have_attribute("aria-pressed", "true")
+        wait_for_terminal(page, "to-stderr")  # the terminal is redrawn asynchronously
         lines = terminal_text(page).split("\n")
         numbered = [line for line in lines if line.startswith("line ")]
         assert [int(line.split()[1]) for line in numbered] == list(range(1, 41))  # no gap, no dupe
