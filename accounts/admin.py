@@ -25,6 +25,8 @@ class MembershipInline(admin.TabularInline):
         return list(self.autocomplete_fields) if request.user.is_superuser else []
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "role":
+            kwargs["queryset"] = policy.assignable_roles(request.user)
         if db_field.name == "user":
             users = get_user_model().objects.all()
             kwargs["queryset"] = users.order_by(get_user_model().USERNAME_FIELD)

@@ -9,14 +9,16 @@ only a visible object the user may not change gets a 403.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
+from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
 from django.http import Http404
 
 from accounts.backends import team_permissions
-from accounts.models import Team
+from accounts.models import Role, Team
 
 M = TypeVar("M", bound=Model)
 
@@ -74,6 +76,26 @@ def require(user: Any, perm: str, obj: Model) -> None:
     """For views: 403 unless the user's role in the object's team grants `perm`."""
     if not user.has_perm(perm, obj):
         raise PermissionDenied("Your role in this team does not allow this.")
+
+
+def assignable_roles(user: Any) -> QuerySet[Group]:
+    """The groups a manager may give as a team role: the built-in roles only. Any other group
+    (one a superuser made) could carry permissions that are checked globally."""
+    if user.is_active and user.is_superuser:
+        return Group.objects.all()
+    return Group.objects.filter(name__in=[role.group_name for role in Role])
+
+
+def visible_to_request(model: type[M]) -> Callable[[Any], QuerySet[M]]:
+    """A queryset for a filter's choices (django-filter calls it with the request): another
+    team's id is then as unknown as one that does not exist, instead of a tell-tale error."""
+
+    def choices(request: Any) -> QuerySet[M]:
+        if request is None:
+            return model._default_manager.none()
+        return visible(model._default_manager.all(), request.user)
+
+    return choices
 
 
 def teams_for(user: Any, perm: str) -> QuerySet[Team]:

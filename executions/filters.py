@@ -1,11 +1,16 @@
 import django_filters
 
+from accounts import policy
+from accounts.models import Team
 from executions.models import Execution, Status
+from jobs.models import Job
 
 
 class ExecutionFilter(django_filters.FilterSet):
     """Shared by the API list and the UI list."""
 
+    team = django_filters.ModelChoiceFilter(queryset=policy.visible_to_request(Team))
+    job = django_filters.ModelChoiceFilter(queryset=policy.visible_to_request(Job))
     status = django_filters.MultipleChoiceFilter(choices=Status.choices)
     server = django_filters.NumberFilter(field_name="host_runs__server", distinct=True)
     triggered_by = django_filters.CharFilter(field_name="triggered_by__username")

@@ -19,7 +19,6 @@ from accounts.models import Source
 from executions import logs, services
 from executions.filters import ExecutionFilter
 from executions.models import ACTIVE_STATUSES, Execution, Status
-from jobs.models import Job
 from servers.models import Server
 
 # The log viewer opens at the end of the output: this much of it, more on request.
@@ -92,8 +91,7 @@ def running(request: HttpRequest) -> HttpResponse:
 @login_required
 def execution_list(request: HttpRequest) -> HttpResponse:
     executions = visible_executions(request)
-    filters = ExecutionFilter(request.GET, queryset=executions)
-    filters.form.fields["job"].queryset = policy.visible(Job.objects.all(), request.user)
+    filters = ExecutionFilter(request.GET, queryset=executions, request=request)
     found = filters.qs
     text = request.GET.get("q", "").strip()
     if text:

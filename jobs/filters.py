@@ -1,11 +1,14 @@
 import django_filters
 
+from accounts import policy
+from accounts.models import Team
 from jobs.models import Job
 
 
 class JobFilter(django_filters.FilterSet):
     """Shared by the API list and the UI list."""
 
+    team = django_filters.ModelChoiceFilter(queryset=policy.visible_to_request(Team))
     name = django_filters.CharFilter(lookup_expr="icontains")
     server = django_filters.NumberFilter(field_name="servers", distinct=True)
 

@@ -10,6 +10,12 @@ from servers.models import Server
 
 
 class JobForm(forms.ModelForm):
+    script = forms.CharField(
+        strip=False,  # a heredoc or a trailing blank line is part of the script
+        widget=forms.Textarea(attrs={"rows": 16, "spellcheck": "false"}),
+        help_text="Run on each server with the interpreter.",
+    )
+
     class Meta:
         model = Job
         fields = [

@@ -23,7 +23,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
     jobs = policy.visible(
         Job.objects.select_related("team").prefetch_related("servers"), request.user
     )
-    filters = JobFilter(request.GET, queryset=jobs)
+    filters = JobFilter(request.GET, queryset=jobs, request=request)
     page = Paginator(filters.qs, 50).get_page(request.GET.get("page"))
     return render(
         request,

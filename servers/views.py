@@ -21,7 +21,7 @@ def server_list(request: HttpRequest) -> HttpResponse:
     servers = policy.visible(
         Server.objects.select_related("team").prefetch_related("tags"), request.user
     )
-    filters = ServerFilter(request.GET, queryset=servers)
+    filters = ServerFilter(request.GET, queryset=servers, request=request)
     page = Paginator(filters.qs, 50).get_page(request.GET.get("page"))
     return render(
         request,

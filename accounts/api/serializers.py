@@ -4,9 +4,11 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from accounts import policy
 from accounts.api.base import StrictModelSerializer, StrictSerializer
 from accounts.models import ApiToken, AuditEvent, Membership, Role, Team
 
@@ -26,7 +28,8 @@ class RoleField(serializers.Field):
 
     def to_internal_value(self, data: Any) -> Group:
         name = Role(data).group_name if data in Role.values else data
-        group = Group.objects.filter(name=name).first() if isinstance(name, str) else None
+        roles = policy.assignable_roles(self.context["request"].user)
+        group = roles.filter(name=name).first() if isinstance(name, str) else None
         if group is None:
             self.fail("invalid", value=data)
         return group
@@ -75,6 +78,11 @@ class ApiTokenSerializer(StrictModelSerializer):
             "active",
         ]
         read_only_fields = ["lookup", "created_at", "last_used_at", "revoked_at"]
+
+    def validate_expires_at(self, value: Any) -> Any:
+        if value is not None and value <= timezone.now():
+            raise serializers.ValidationError("The expiry must be in the future.")
+        return value
 
 
 class NewApiTokenSerializer(ApiTokenSerializer):

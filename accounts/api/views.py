@@ -78,7 +78,7 @@ class TeamViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TeamScopedVi
             self._record("remove_member", membership)
             membership.delete()
             return Response(status=status.HTTP_204_NO_CONTENT)
-        body = MembershipChangeSerializer(data=request.data)
+        body = MembershipChangeSerializer(data=request.data, context=self.get_serializer_context())
         body.is_valid(raise_exception=True)
         membership.role = body.validated_data["role"]
         membership.save(update_fields=["role"])

@@ -74,7 +74,8 @@ def test_servers_filter_and_order(api, team, other_team):
     assert ids(api.get("/api/v1/servers/", {"tag": "web"})) == [beta.pk]
     assert ids(api.get("/api/v1/servers/", {"auth_method": "password"})) == [alpha.pk]
     assert ids(api.get("/api/v1/servers/", {"team": team.pk})) == [alpha.pk, beta.pk]
-    assert ids(api.get("/api/v1/servers/", {"team": other_team.pk})) == []
+    # A team the caller cannot see is refused like an id that does not exist (no tell).
+    assert api.get("/api/v1/servers/", {"team": other_team.pk}).status_code == 400
 
 
 def test_jobs_filter_and_order(api, team):
@@ -125,7 +126,7 @@ def test_executions_filter_by_status_job_server_team_trigger_and_person(
     assert get(job=executions["first"].pk) == [c, a]
     assert get(server=executions["two"].pk) == [c, b]
     assert get(team=team.pk) == [c, b, a]
-    assert get(team=other_team.pk) == []
+    assert api.get("/api/v1/executions/", {"team": other_team.pk}).status_code == 400
     assert get(trigger="schedule") == [c]
     assert get(triggered_by=manager.username) == [a]
     assert get(triggered_by="bob") == [b]

@@ -14,6 +14,7 @@ from servers.models import Server
 class JobSerializer(StrictModelSerializer):
     team = VisibleRelatedField(queryset=Team.objects.all())
     servers = VisibleRelatedField(many=True, queryset=Server.objects.all(), required=False)
+    script = serializers.CharField(trim_whitespace=False)
 
     class Meta:
         model = Job
