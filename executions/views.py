@@ -5,7 +5,6 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.db.models import Avg, Count, DurationField, Exists, ExpressionWrapper, F, OuterRef, Q
 from django.db.models.functions import TruncDate
 from django.http import HttpRequest, HttpResponse
@@ -20,6 +19,7 @@ from executions import logs, services
 from executions.filters import ExecutionFilter
 from executions.models import ACTIVE_STATUSES, Execution, Status
 from servers.models import Server
+from tsubame.pages import filtered_page
 
 # The log viewer opens at the end of the output: this much of it, more on request.
 TAIL_WINDOW_BYTES = 2 * 1024 * 1024
@@ -91,13 +91,11 @@ def running(request: HttpRequest) -> HttpResponse:
 @login_required
 def execution_list(request: HttpRequest) -> HttpResponse:
     executions = visible_executions(request)
-    filters = ExecutionFilter(request.GET, queryset=executions, request=request)
-    found = filters.qs
     text = request.GET.get("q", "").strip()
     if text:
         matching = logs.chunks_containing(text).filter(execution=OuterRef("pk"))
-        found = found.filter(Exists(matching))
-    page = Paginator(found, 50).get_page(request.GET.get("page"))
+        executions = executions.filter(Exists(matching))
+    filters, page = filtered_page(request, ExecutionFilter, executions)
     return render(
         request,
         "executions/execution_list.html",

@@ -16,6 +16,7 @@ from jobs.filters import JobFilter
 from jobs.forms import JobForm, RunForm
 from jobs.models import Job
 from servers.models import Server
+from tsubame.pages import filtered_page
 
 
 @login_required
@@ -23,8 +24,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
     jobs = policy.visible(
         Job.objects.select_related("team").prefetch_related("servers"), request.user
     )
-    filters = JobFilter(request.GET, queryset=jobs, request=request)
-    page = Paginator(filters.qs, 50).get_page(request.GET.get("page"))
+    filters, page = filtered_page(request, JobFilter, jobs)
     return render(
         request,
         "jobs/job_list.html",

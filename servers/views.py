@@ -3,7 +3,6 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -14,6 +13,7 @@ from servers import services, ssh
 from servers.filters import ServerFilter
 from servers.forms import ServerForm
 from servers.models import Server, Tag
+from tsubame.pages import filtered_page
 
 
 @login_required
@@ -21,8 +21,7 @@ def server_list(request: HttpRequest) -> HttpResponse:
     servers = policy.visible(
         Server.objects.select_related("team").prefetch_related("tags"), request.user
     )
-    filters = ServerFilter(request.GET, queryset=servers, request=request)
-    page = Paginator(filters.qs, 50).get_page(request.GET.get("page"))
+    filters, page = filtered_page(request, ServerFilter, servers)
     return render(
         request,
         "servers/server_list.html",
