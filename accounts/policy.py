@@ -98,6 +98,22 @@ def visible_to_request(model: type[M]) -> Callable[[Any], QuerySet[M]]:
     return choices
 
 
+def for_editing(
+    queryset: QuerySet[M], user: Any, pk: int | None
+) -> tuple[M | None, QuerySet[Team]]:
+    """For an edit-or-create page: the object to change (404 if unseen, 403 if the role may
+    not change it) or None to create one, and the teams it may be put in (403 if none)."""
+    meta = queryset.model._meta
+    obj = None
+    if pk is not None:
+        obj = get_visible_or_404(queryset, user, pk=pk)
+        require(user, f"{meta.app_label}.change_{meta.model_name}", obj)
+    teams = teams_for(user, f"{meta.app_label}.add_{meta.model_name}")
+    if obj is None and not teams.exists():
+        raise PermissionDenied(f"Your roles do not allow creating a {meta.verbose_name} anywhere.")
+    return obj, teams
+
+
 def teams_for(user: Any, perm: str) -> QuerySet[Team]:
     """The teams in which the user holds `perm`: the choices when creating something."""
     return restrict(Team.objects.all(), user, perm)

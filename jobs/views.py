@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -39,13 +38,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def job_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
-    job = None
-    if pk is not None:
-        job = policy.get_visible_or_404(Job.objects.all(), request.user, pk=pk)
-        policy.require(request.user, "jobs.change_job", job)
-    teams = policy.teams_for(request.user, "jobs.add_job")
-    if job is None and not teams.exists():
-        raise PermissionDenied("Your roles do not allow creating jobs in any team.")
+    job, teams = policy.for_editing(Job.objects.all(), request.user, pk)
     form = JobForm(request.POST or None, instance=job)
     form.fields["team"].queryset = teams
     form.fields["servers"].queryset = policy.visible(Server.objects.all(), request.user)

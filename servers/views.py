@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -37,13 +36,7 @@ def server_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def server_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
-    server = None
-    if pk is not None:
-        server = policy.get_visible_or_404(Server.objects.all(), request.user, pk=pk)
-        policy.require(request.user, "servers.change_server", server)
-    teams = policy.teams_for(request.user, "servers.add_server")
-    if server is None and not teams.exists():
-        raise PermissionDenied("Your roles do not allow adding servers to any team.")
+    server, teams = policy.for_editing(Server.objects.all(), request.user, pk)
     form = ServerForm(request.POST or None, request.FILES or None, instance=server)
     form.fields["team"].queryset = teams
     if request.method == "POST" and form.is_valid():
