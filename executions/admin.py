@@ -5,10 +5,10 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from accounts.adminscope import TeamScopedAdmin
 from accounts.models import Source
 from executions import services
 from executions.models import Execution, HostRun, LogChunk
+from tsubame.adminscope import TeamScopedAdmin
 
 # The admin shows the start of a log; a larger one is read through the live viewer or
 # downloaded, never loaded whole into a page.

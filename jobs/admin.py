@@ -9,12 +9,12 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from accounts import policy
-from accounts.adminscope import TeamScopedAdmin
 from executions import services
 from executions.models import Trigger
 from jobs.forms import JobForm
 from jobs.models import Job
 from servers.models import Server
+from tsubame.adminscope import TeamScopedAdmin
 
 
 @admin.register(Job)

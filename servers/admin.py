@@ -5,11 +5,11 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from accounts.adminscope import TeamScopedAdmin
 from accounts.models import Source
 from servers import services, ssh
 from servers.forms import SECRET_FIELDS, ServerForm
 from servers.models import Server, Tag
+from tsubame.adminscope import TeamScopedAdmin
 from tsubame.crypto import Undecryptable
 
 

@@ -110,7 +110,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "accounts.api.middleware.ApiNotFoundMiddleware",
+    "tsubame.middleware.ApiNotFoundMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -272,16 +272,16 @@ REST_FRAMEWORK = {
         "accounts.api.authentication.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["accounts.api.permissions.PolicyPermission"],
+    "DEFAULT_PERMISSION_CLASSES": ["tsubame.api.permissions.PolicyPermission"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["accounts.api.parsers.LimitedJSONParser"],
-    "DEFAULT_PAGINATION_CLASS": "accounts.api.pagination.Pagination",
+    "DEFAULT_PARSER_CLASSES": ["tsubame.api.parsers.LimitedJSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "tsubame.api.pagination.Pagination",
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "accounts.api.base.exception_handler",
+    "EXCEPTION_HANDLER": "tsubame.api.base.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 
@@ -301,7 +301,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {"SourceEnum": "accounts.models.Source"},
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "accounts.api.schema.document_errors",  # the error responses every operation shares
+        "tsubame.api.schema.document_errors",  # the error responses every operation shares
     ],
 }
 

@@ -9,8 +9,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts import policy
-from accounts.api.base import StrictModelSerializer, StrictSerializer
 from accounts.models import ApiToken, AuditEvent, Membership, Role, Team
+from tsubame.api.base import StrictModelSerializer, StrictSerializer
 
 ROLE_BY_GROUP = {role.group_name: role.value for role in Role}
 

@@ -9,7 +9,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import audit
-from accounts.api.base import TeamScopedViewSet
 from accounts.api.serializers import (
     ApiTokenSerializer,
     AuditEventSerializer,
@@ -20,6 +19,7 @@ from accounts.api.serializers import (
 )
 from accounts.filters import AuditEventFilter
 from accounts.models import ApiToken, AuditEvent, Membership, Source, Team
+from tsubame.api.base import TeamScopedViewSet
 
 
 class TeamViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TeamScopedViewSet):

@@ -21,7 +21,7 @@ from accounts.models import ApiToken
 from accounts.tests.leaks import SecretWatch
 
 # Transactional like production: a request the database refuses (see the exception handler in
-# accounts.api.base) must not poison a surrounding test transaction for the next example.
+# tsubame.api.base) must not poison a surrounding test transaction for the next example.
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
 
 # These connect to the server's address over SSH: with made-up addresses each example

@@ -5,9 +5,9 @@ from typing import Any
 from django.urls import reverse
 from rest_framework import serializers
 
-from accounts.api.base import StrictSerializer
 from executions.consumers import chunk_message
 from executions.models import Execution, HostRun, LogChunk
+from tsubame.api.base import StrictSerializer
 
 
 class HostRunSerializer(serializers.ModelSerializer):

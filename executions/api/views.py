@@ -11,7 +11,6 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.api.base import TeamScopedViewSet
 from accounts.models import Source
 from executions import logs, services
 from executions.api.serializers import (
@@ -22,6 +21,7 @@ from executions.api.serializers import (
 )
 from executions.filters import ExecutionFilter
 from executions.models import Execution, HostRun
+from tsubame.api.base import TeamScopedViewSet
 
 
 class OctetStreamRenderer(renderers.BaseRenderer):

@@ -5,10 +5,10 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from rest_framework import serializers
 
-from accounts.api.base import StrictModelSerializer, StrictSerializer, VisibleRelatedField
 from accounts.models import Team
 from jobs.models import Job
 from servers.models import Server
+from tsubame.api.base import StrictModelSerializer, StrictSerializer, VisibleRelatedField
 
 
 class JobSerializer(StrictModelSerializer):

@@ -7,14 +7,14 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.api.base import TeamScopedViewSet
-from accounts.api.mixins import AuditedWriteMixin
 from executions import services
 from executions.api.serializers import ExecutionSerializer
 from executions.models import Execution, Trigger
 from jobs.api.serializers import JobSerializer, RunSerializer
 from jobs.filters import JobFilter
 from jobs.models import Job
+from tsubame.api.base import TeamScopedViewSet
+from tsubame.api.mixins import AuditedWriteMixin
 
 
 class JobViewSet(

@@ -4,11 +4,11 @@ from typing import Any
 
 from rest_framework import serializers
 
-from accounts.api.base import StrictModelSerializer, StrictSerializer, VisibleRelatedField
 from accounts.models import Team
 from servers import ssh
 from servers.models import Server, Tag
 from servers.validation import private_key_error
+from tsubame.api.base import StrictModelSerializer, StrictSerializer, VisibleRelatedField
 
 SECRET_FIELDS = ("private_key", "passphrase", "password")
 

@@ -7,9 +7,6 @@ from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.api.base import TeamScopedViewSet
-from accounts.api.mixins import AuditedWriteMixin
-from accounts.api.schema import error_response
 from accounts.models import Source
 from servers import services, ssh
 from servers.api.serializers import (
@@ -20,6 +17,9 @@ from servers.api.serializers import (
 )
 from servers.filters import ServerFilter
 from servers.models import Server
+from tsubame.api.base import TeamScopedViewSet
+from tsubame.api.mixins import AuditedWriteMixin
+from tsubame.api.schema import error_response
 
 
 class ServerUnavailable(APIException):

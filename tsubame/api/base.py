@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from accounts import policy
-from accounts.api.permissions import PolicyPermission
+from tsubame.api.permissions import PolicyPermission
 
 logger = logging.getLogger(__name__)
 

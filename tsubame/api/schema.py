@@ -1,6 +1,6 @@
 """What every operation shares, added to the generated OpenAPI schema.
 
-It follows from what all viewsets share (accounts.api.base): authentication, the policy,
+It follows from what all viewsets share (tsubame.api.base): authentication, the policy,
 strict input (unknown fields are refused), bounded bodies and JSON errors. Responses
 particular to one operation (409, 502) are declared on it with `error_response`.
 """
