@@ -1,7 +1,13 @@
+import ctypes
 import logging
+import multiprocessing
+import multiprocessing.util
+import os
+import signal
+import sys
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 from django_q.cluster import Cluster
 
@@ -9,15 +15,23 @@ from executions import services
 
 logger = logging.getLogger(__name__)
 
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
 
 class Command(BaseCommand):
     help = (
         "Run a django-q2 cluster (like qcluster) plus the reaper that marks executions of "
         "dead workers as lost and re-queues executions whose task went missing. Run as many "
-        "as you like: reapers do not conflict."
+        "as you like: reapers do not conflict. Whichever of its processes is killed, the "
+        "rest exit within seconds, so a supervisor can start a fresh one."
     )
 
     def handle(self, *args: object, **options: object) -> None:
+        if sys.platform.startswith("linux"):
+            # The registry holds its object weakly; a module-level function lives long enough.
+            multiprocessing.util.register_after_fork(_die_with_parent, _die_with_parent)
+        else:
+            logger.warning("not on Linux: the cluster's processes outlive a killed worker")
         cluster = Cluster()
         # start() forks the sentinel and returns once it runs; the cluster's signal
         # handlers stop it on SIGTERM/SIGINT, which ends the loop below.
@@ -31,3 +45,28 @@ class Command(BaseCommand):
             finally:
                 close_old_connections()
             cluster.sentinel.join(settings.EXECUTION_REAP_EVERY_SECONDS)
+        if cluster.sentinel.exitcode != 0:
+            # Killed rather than stopped: its children died with it (see _die_with_parent).
+            raise CommandError(f"the task cluster died (exit code {cluster.sentinel.exitcode})")
+
+
+def _die_with_parent(_registered: object) -> None:
+    """Run in every process that multiprocessing forks below the worker: the sentinel, and
+    its task workers, pusher and monitor.
+
+    Without this, a killed worker leaves its sentinel and task workers running on: taking
+    tasks, heartbeating their executions so that no reaper ever marks them lost, and keeping
+    their SSH sessions (and so the remote scripts) alive. The kernel kills a process whose
+    parent dies, so killing any part kills everything below it; the worker's own process
+    exits when its sentinel dies. Tasks run in the workers' processes, so their SSH
+    connections close and the remote watcher stops the scripts.
+    """
+    # The signal follows the parent *thread*; django-q2 forks from each process's main thread.
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        # multiprocessing would swallow an exception raised here; say it where it is seen.
+        reason = os.strerror(ctypes.get_errno())
+        logger.error("prctl(PR_SET_PDEATHSIG) failed (%s): this outlives its parent", reason)
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:
+        os._exit(1)  # the parent died before prctl: no signal will come
