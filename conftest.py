@@ -45,8 +45,13 @@ def queued(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> l
     go through django-q2 and a real worker process.
     """
     ids: list[int] = []
+
+    def enqueue(execution_id: int) -> bool:
+        ids.append(execution_id)
+        return True
+
     if not request.node.get_closest_marker("real_queue"):
-        monkeypatch.setattr(services, "_enqueue", ids.append)
+        monkeypatch.setattr(services, "_enqueue", enqueue)
     return ids
 
 

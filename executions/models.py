@@ -65,8 +65,9 @@ class Execution(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
-    # When a task for it was last handed to the broker; see services.requeue_waiting_executions.
-    enqueued_at = models.DateTimeField(default=timezone.now)
+    # When a task for it was last handed to the broker, None if the broker could not take it;
+    # see services.requeue_waiting_executions.
+    enqueued_at = models.DateTimeField(null=True, default=timezone.now)
     # Set by the worker that claimed the execution; the reaper marks it lost when the
     # heartbeat stops.
     worker = models.CharField(max_length=200, blank=True)

@@ -84,16 +84,31 @@ def start_execution(
     return execution
 
 
-def _enqueue(execution_id: int) -> None:
+# How a queued execution whose task the broker could not take says so (UI, API, live view).
+WAITING_FOR_QUEUE = "waiting for the task queue"
+
+
+def _enqueue(execution_id: int) -> bool:
+    """Hand the execution's task to the broker. False if the broker could not take it.
+
+    A broker that blinks must not fail a run: the execution stays queued, says what it waits
+    for, and `requeue_waiting_executions` hands it over again on every round.
+    """
     try:
         async_task(
             "executions.tasks.run_execution",
             execution_id,
             task_name=f"execution-{execution_id}",
         )
-    except Exception as exc:  # the broker is down: say so instead of queueing forever
-        logger.exception("could not queue execution %s", execution_id)
-        _finish_unstarted(execution_id, Status.FAILED, f"could not be queued: {exc}")
+    except Exception as exc:
+        logger.warning("could not queue execution %s: %s", execution_id, exc)
+        waiting = Execution.objects.filter(pk=execution_id, status=Status.QUEUED).update(
+            enqueued_at=None, summary=f"{WAITING_FOR_QUEUE}: {exc}"
+        )
+        if waiting:
+            live.ring_after_commit(execution_id)
+        return False
+    return True
 
 
 def cancel_execution(
@@ -245,19 +260,27 @@ def reap_lost_executions() -> list[int]:
 
 
 def requeue_waiting_executions() -> list[int]:
-    """Hand queued executions that no worker claimed for a while to the broker again.
+    """Hand queued executions without a task in the broker to it again.
 
-    A task can vanish with the worker cluster that had fetched it (killed, or Redis restarted
-    without persistence); the claim guard makes the extra task harmless if the first one
-    still arrives.
+    Those whose enqueue failed (the broker was down) are retried on every round. A task can
+    also vanish with the worker cluster that had fetched it (killed, or Redis restarted
+    without persistence), so one that no worker claimed for a while is queued again too; the
+    claim guard makes the extra task harmless if the first one still arrives.
     """
     cutoff = Now() - timedelta(seconds=settings.EXECUTION_REQUEUE_AFTER_SECONDS)
     waiting = list(
-        Execution.objects.filter(status=Status.QUEUED, enqueued_at__lt=cutoff).values_list(
-            "pk", flat=True
-        )
+        Execution.objects.filter(Q(enqueued_at=None) | Q(enqueued_at__lt=cutoff))
+        .filter(status=Status.QUEUED)
+        .order_by("created_at", "id")
+        .values_list("pk", flat=True)
     )
+    requeued = []
     for execution_id in waiting:
-        Execution.objects.filter(pk=execution_id).update(enqueued_at=Now())
-        _enqueue(execution_id)
-    return waiting
+        if not Execution.objects.filter(pk=execution_id, status=Status.QUEUED).update(
+            enqueued_at=Now(), summary=""
+        ):
+            continue  # claimed or cancelled since the select
+        if not _enqueue(execution_id):
+            break  # the broker is still down: the rest wait for the next round
+        requeued.append(execution_id)
+    return requeued

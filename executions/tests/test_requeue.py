@@ -25,3 +25,19 @@ def test_waiting_execution_is_handed_to_the_broker_again(make_server, make_job, 
     assert queued == [stale.pk]
     # Its clock restarts: it is not queued again on the next round.
     assert services.requeue_waiting_executions() == []
+
+
+def test_execution_the_broker_could_not_take_is_retried_at_once(
+    make_server, make_job, settings, queued
+):
+    settings.EXECUTION_REQUEUE_AFTER_SECONDS = 300
+    execution = start(make_job("true", [make_server()]))
+    waiting = {"enqueued_at": None, "summary": f"{services.WAITING_FOR_QUEUE}: refused"}
+    Execution.objects.filter(pk=execution.pk).update(**waiting)
+    queued.clear()
+
+    assert services.requeue_waiting_executions() == [execution.pk]
+    assert queued == [execution.pk]
+    execution.refresh_from_db()
+    assert execution.summary == ""
+    assert services.requeue_waiting_executions() == []

@@ -1,7 +1,9 @@
-"""The real path: django-q2 broker, `manage.py worker` processes, and a worker that dies."""
+"""The real path: django-q2 broker, `manage.py worker` processes, and the parts that die."""
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -9,9 +11,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from django.conf import settings
 from django_q.brokers import get_broker
+from django_q.conf import Conf
+from django_q.status import Stat
+from rest_framework.test import APIClient
 
+from accounts.models import ApiToken, Role
+from executions import services
 from executions.models import Execution, Status
 from executions.tests.helpers import output, start, wait_until
 from executions.tests.test_cancel_timeout import remote_processes, tree_script, unique_tag
@@ -32,12 +40,16 @@ FAST_REAPER = {
 }
 
 
+def worker_log() -> Path:
+    return Path(settings.DATA_DIR) / "test-worker.log"
+
+
 @pytest.fixture
 def start_worker() -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     """`manage.py worker` processes, each the leader of its own process group."""
     get_broker().purge_queue()  # tasks left in Redis by earlier runs are not ours
     processes: list[subprocess.Popen[bytes]] = []
-    log = Path(settings.DATA_DIR) / "test-worker.log"
+    log = worker_log()
 
     def start(**env: str) -> subprocess.Popen[bytes]:
         args = [sys.executable, "manage.py", "worker"]
@@ -149,3 +161,124 @@ def test_killed_sentinel_stops_the_whole_worker(make_server, make_job, start_wor
     start_worker(**FAST_REAPER)
     wait_until(lambda: finished(execution), 30, "another worker to mark the execution lost")
     assert execution.status == Status.LOST
+
+
+class RedisServer:
+    """A private redis-server that a test may kill and start again on the same port."""
+
+    def __init__(self, directory: Path) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.directory = directory
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        args = ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port)]
+        args += ["--save", "", "--appendonly", "no", "--dir", str(self.directory)]
+        with (self.directory / "redis.log").open("ab") as log:
+            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        wait_until(self.answers, 10, "redis-server to accept connections")
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+    def answers(self) -> bool:
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:
+            return False
+        finally:
+            client.close()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisServer]:
+    """A Redis broker of this test's own, used by this process and the workers it starts."""
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed (Debian package redis-server)")
+    server = RedisServer(tmp_path)
+    server.start()
+    for name, value in {"ORM": None, "DJANGO_REDIS": None, "REDIS": server.url}.items():
+        monkeypatch.setattr(Conf, name, value)
+    yield server
+    server.kill()
+
+
+def test_run_requested_while_the_broker_is_down_starts_when_it_returns(
+    own_redis, start_worker, make_server, make_job, make_member, team, client
+):
+    # Production timings: the run must start within a minute of the broker's return.
+    running = start_worker(REDIS_URL=own_redis.url)
+    wait_until(Stat.get_all, 30, "the worker's cluster to run")
+    job = make_job("echo after the outage", [make_server()])
+    operator = make_member(team, Role.OPERATOR)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {ApiToken.issue(operator, 'test')[1]}")
+    log_start = worker_log().stat().st_size
+    own_redis.kill()
+
+    response = api.post(f"/api/v1/jobs/{job.pk}/run/", format="json")
+
+    assert response.status_code == 201
+    shown = api.get(f"/api/v1/executions/{response.json()['id']}/").json()
+    assert shown["status"] == Status.QUEUED
+    assert shown["summary"].startswith("waiting for the task queue: ")
+    client.force_login(operator)
+    page = client.get(f"/executions/{shown['id']}/")
+    assert b"waiting for the task queue: " in page.content
+    execution = Execution.objects.get(pk=shown["id"])
+    # A worker that a supervisor (re)starts during the outage waits for the broker.
+    restarted = start_worker(REDIS_URL=own_redis.url)
+
+    # The outage lasts until the workers have felt it: the running one lost the broker and
+    # failed to hand the execution over, the restarted one is waiting.
+    def workers_felt_the_outage() -> bool:
+        log = worker_log().read_bytes()[log_start:]
+        return all(
+            line in log
+            for line in [
+                b"Failed to pull task from broker",
+                b"could not queue execution",
+                b"waiting for the task queue",
+            ]
+        )
+
+    wait_until(workers_felt_the_outage, 60, "the workers to notice that the broker is gone")
+    assert running.poll() is None
+    assert restarted.poll() is None
+    own_redis.start()
+    returned_at = time.monotonic()
+    wait_until(lambda: finished(execution), 60, "the run to finish once the broker is back")
+    assert time.monotonic() - returned_at < 60
+    assert execution.status == Status.SUCCEEDED
+    assert execution.summary == "1 succeeded"
+    assert output(execution) == b"after the outage\n"
+    wait_until(lambda: len(Stat.get_all()) == 2, 30, "the restarted worker's cluster to run")
+
+
+def test_requeue_waits_for_the_broker_and_then_hands_over_every_waiting_run(
+    own_redis, make_server, make_job
+):
+    job = make_job("true", [make_server()])
+    own_redis.kill()
+    first, second = start(job), start(job)
+    assert services.requeue_waiting_executions() == []  # still down: retried next round
+    for execution in (first, second):
+        execution.refresh_from_db()
+        assert execution.status == Status.QUEUED
+        assert execution.summary.startswith("waiting for the task queue: ")
+
+    own_redis.start()
+
+    assert services.requeue_waiting_executions() == [first.pk, second.pk]
+    assert get_broker().queue_size() == 2
+    for execution in (first, second):
+        execution.refresh_from_db()
+        assert (execution.status, execution.summary) == (Status.QUEUED, "")
+    assert services.requeue_waiting_executions() == []  # handed over: not again

@@ -5,10 +5,12 @@ import multiprocessing.util
 import os
 import signal
 import sys
+import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
+from django_q.brokers import get_broker
 from django_q.cluster import Cluster
 
 from executions import services
@@ -32,22 +34,44 @@ class Command(BaseCommand):
             multiprocessing.util.register_after_fork(_die_with_parent, _die_with_parent)
         else:
             logger.warning("not on Linux: the cluster's processes outlive a killed worker")
+        _wait_for_broker()
         cluster = Cluster()
         # start() forks the sentinel and returns once it runs; the cluster's signal
         # handlers stop it on SIGTERM/SIGINT, which ends the loop below.
         cluster.start()
         while cluster.sentinel.is_alive():
-            try:
-                services.reap_lost_executions()
-                services.requeue_waiting_executions()
-            except Exception:
-                logger.exception("looking after executions failed")
-            finally:
-                close_old_connections()
+            _look_after_executions()
             cluster.sentinel.join(settings.EXECUTION_REAP_EVERY_SECONDS)
         if cluster.sentinel.exitcode != 0:
             # Killed rather than stopped: its children died with it (see _die_with_parent).
             raise CommandError(f"the task cluster died (exit code {cluster.sentinel.exitcode})")
+
+
+def _look_after_executions() -> None:
+    try:
+        services.reap_lost_executions()
+        services.requeue_waiting_executions()
+    except Exception:
+        logger.exception("looking after executions failed")
+    finally:
+        close_old_connections()
+
+
+def _wait_for_broker() -> None:
+    """Wait for the broker instead of exiting: django-q2's cluster cannot start without it.
+
+    A worker that a supervisor restarts during an outage would otherwise exit again and
+    again, and might be backing off when the broker returns. Reaping needs no broker.
+    """
+    broker = get_broker()
+    while True:
+        try:
+            broker.ping()
+            return
+        except Exception as exc:
+            logger.warning("waiting for the task queue: %s", exc)
+        _look_after_executions()
+        time.sleep(settings.EXECUTION_REAP_EVERY_SECONDS)
 
 
 def _die_with_parent(_registered: object) -> None:
