@@ -10,6 +10,7 @@ from django.http import HttpRequest
 from accounts import audit, policy
 from accounts.forms import AdminLoginForm
 from accounts.models import ApiToken, AuditEvent, Membership, Source, Team
+from tsubame.adminscope import ScopedListFiltersAdmin
 
 admin.site.login_form = AdminLoginForm  # the admin login is throttled like every login
 
@@ -47,7 +48,7 @@ class MembershipInline(admin.TabularInline):
 
 
 @admin.register(Team)
-class TeamAdmin(admin.ModelAdmin):
+class TeamAdmin(ScopedListFiltersAdmin):
     list_display = ["name", "description", "created_at"]
     search_fields = ["name", "description"]
     inlines = [MembershipInline]
@@ -92,7 +93,7 @@ class TeamAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ScopedListFiltersAdmin):
     list_display = ["at", "actor_name", "action", "object_type", "object_repr", "team", "source"]
     list_filter = ["action", "source", "team", "object_type"]
     search_fields = ["actor_name", "object_repr", "object_id"]
