@@ -8,11 +8,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from accounts import audit, policy
-from accounts.forms import AdminLoginForm
 from accounts.models import ApiToken, AuditEvent, Membership, Source, Team
 from tsubame.adminscope import ScopedListFiltersAdmin
-
-admin.site.login_form = AdminLoginForm  # the admin login is throttled like every login
 
 
 class MembershipInline(admin.TabularInline):
