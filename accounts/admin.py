@@ -8,10 +8,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from accounts import audit, policy
-from accounts.forms import AdminLoginForm
 from accounts.models import ApiToken, AuditEvent, Membership, Source, Team
-
-admin.site.login_form = AdminLoginForm  # the admin login is throttled like every login
+from tsubame.adminscope import ScopedListFiltersAdmin
 
 
 class MembershipInline(admin.TabularInline):
@@ -47,7 +45,7 @@ class MembershipInline(admin.TabularInline):
 
 
 @admin.register(Team)
-class TeamAdmin(admin.ModelAdmin):
+class TeamAdmin(ScopedListFiltersAdmin):
     list_display = ["name", "description", "created_at"]
     search_fields = ["name", "description"]
     inlines = [MembershipInline]
@@ -92,7 +90,7 @@ class TeamAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ScopedListFiltersAdmin):
     list_display = ["at", "actor_name", "action", "object_type", "object_repr", "team", "source"]
     list_filter = ["action", "source", "team", "object_type"]
     search_fields = ["actor_name", "object_repr", "object_id"]

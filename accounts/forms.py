@@ -1,13 +1,24 @@
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 from typing import Any
 
 from django import forms
-from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.admin.forms import AdminAuthenticationForm, AdminPasswordChangeForm
 from django.contrib.auth.forms import AuthenticationForm
 
 from accounts import throttle
+
+
+def _refuse_if_locked(username: str, address: str | None, what: str) -> None:
+    wait: timedelta | None = throttle.locked_for(username, address)
+    if wait is not None:
+        minutes = max(1, math.ceil(wait.total_seconds() / 60))
+        raise forms.ValidationError(
+            f"Too many {what}. Try again in {minutes} minute{'s' if minutes != 1 else ''}.",
+            code="locked_out",
+        )
 
 
 class ThrottledLoginMixin:
@@ -19,14 +30,7 @@ class ThrottledLoginMixin:
     def clean(self) -> dict[str, Any]:
         username = (self.cleaned_data.get("username") or "").strip()
         address = throttle.client_address(self.request)
-        wait = throttle.locked_for(username, address)
-        if wait is not None:
-            minutes = max(1, math.ceil(wait.total_seconds() / 60))
-            raise forms.ValidationError(
-                f"Too many failed logins. Try again in {minutes} minute"
-                f"{'s' if minutes != 1 else ''}.",
-                code="locked_out",
-            )
+        _refuse_if_locked(username, address, "failed logins")
         try:
             cleaned = super().clean()  # type: ignore[misc]
         except forms.ValidationError:
@@ -42,3 +46,24 @@ class LoginForm(ThrottledLoginMixin, AuthenticationForm):
 
 class AdminLoginForm(ThrottledLoginMixin, AdminAuthenticationForm):
     pass
+
+
+class ThrottledPasswordChangeForm(AdminPasswordChangeForm):
+    """A wrong current password counts as a failed login of the account: whoever holds a
+    session cannot guess the password there faster than at the login page."""
+
+    def __init__(self, user: Any, *args: Any, request: Any, **kwargs: Any) -> None:
+        self.request = request
+        super().__init__(user, *args, **kwargs)
+
+    def clean_old_password(self) -> str:
+        username = self.user.get_username()
+        address = throttle.client_address(self.request)
+        _refuse_if_locked(username, address, "failed password attempts")
+        try:
+            old_password = super().clean_old_password()
+        except forms.ValidationError:
+            throttle.record_failure(username, address)
+            raise
+        throttle.forget_failures(username)
+        return old_password

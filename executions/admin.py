@@ -6,7 +6,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from accounts.models import Source
-from executions import services
+from executions import logs, services
 from executions.models import Execution, HostRun, LogChunk
 from tsubame.adminscope import TeamScopedAdmin
 
@@ -120,7 +120,7 @@ class ExecutionAdmin(ReadOnlyAdmin):
         for chunk in LogChunk.objects.filter(execution=execution).order_by("seq").iterator():
             if (chunk.host_run_id, chunk.stream) != source:
                 source = (chunk.host_run_id, chunk.stream)
-                name = names.get(chunk.host_run_id, "?")
+                name = logs.one_line(names.get(chunk.host_run_id, "?"))
                 lines.append(f"\n── {name} {chunk.get_stream_display()} ──\n")
             lines.append(bytes(chunk.data).decode(errors="replace"))
             size += len(chunk.data)

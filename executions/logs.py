@@ -41,8 +41,20 @@ def read_page(
     return page, len(page) < len(sizes) or len(sizes) == limit
 
 
+def one_line(name: str) -> str:
+    """A name as printable text on one line, to label output with. Server names are checked
+    to be that (servers.validation); one stored before that check has its newlines, escape
+    sequences and other unprintable characters shown escaped (`\\n`, `\\x1b`), so that it
+    can never end its label's line or start another."""
+    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in name)
+
+
 def raw_bytes(execution_id: int, host_run_id: int | None = None) -> Iterator[bytes]:
-    """The stored output, exactly; for several hosts, each one's after a `==> name <==` line."""
+    """The stored output, exactly; for several hosts, each one's after a `==> name <==` line.
+
+    A header is always exactly one line (see one_line). The output itself is not altered, so
+    a host that prints a line looking like a header is not told apart from a real one: read
+    one host's output exactly with `host_run_id`."""
     if host_run_id is not None:
         yield from _host_bytes(host_run_id)
         return
@@ -53,7 +65,7 @@ def raw_bytes(execution_id: int, host_run_id: int | None = None) -> Iterator[byt
     )
     for index, (run_id, name) in enumerate(runs):
         if len(runs) > 1:
-            yield f"{'' if index == 0 else chr(10)}==> {name} <==\n".encode()
+            yield f"{'' if index == 0 else chr(10)}==> {one_line(name)} <==\n".encode()
         yield from _host_bytes(run_id)
 
 

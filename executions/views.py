@@ -122,7 +122,7 @@ def execution_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "execution": execution.pk,
         "socket": f"/ws/executions/{execution.pk}/",
         "after": start_after,
-        "hosts": [{"id": run.pk, "name": run.server_name} for run in host_runs],
+        "hosts": [{"id": run.pk, "name": logs.one_line(run.server_name)} for run in host_runs],
     }
     return render(
         request,

@@ -53,7 +53,9 @@ def job_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
 @login_required
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = policy.get_visible_or_404(Job.objects.select_related("team"), request.user, pk=pk)
-    history = Execution.objects.filter(job=job).select_related("triggered_by")
+    # A job that changed team keeps its past runs, which stay with the team they ran in.
+    history = policy.visible(Execution.objects.filter(job=job), request.user)
+    history = history.select_related("triggered_by")
     page = Paginator(history, 25).get_page(request.GET.get("page"))
     return render(
         request,

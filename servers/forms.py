@@ -9,8 +9,16 @@ from tsubame.crypto import is_usable_secret
 SECRET_FIELDS = ("private_key", "passphrase", "password")
 
 
+class WriteOnlyTextarea(forms.Textarea):
+    """A textarea that, like PasswordInput(render_value=False), never renders a value: a form
+    sent back for another field's error must not put a pasted key into the page."""
+
+    def format_value(self, value: object) -> None:
+        return None
+
+
 class ServerForm(forms.ModelForm):
-    """Secrets are write-only: the form never shows a stored value, it only replaces it.
+    """Secrets are write-only: the form never shows a stored or typed one, it only replaces it.
 
     The inputs are named `new_<secret>` rather than after the model fields, so that
     ModelForm neither pre-fills them from the instance nor blanks a stored secret when an
@@ -21,8 +29,9 @@ class ServerForm(forms.ModelForm):
         label="Private key",
         required=False,
         strip=False,
-        widget=forms.Textarea(attrs={"rows": 4, "autocomplete": "off", "spellcheck": "false"}),
-        help_text="Paste a private key (OpenSSH or PEM format) to replace the stored one.",
+        widget=WriteOnlyTextarea(attrs={"rows": 4, "autocomplete": "off", "spellcheck": "false"}),
+        help_text="Paste a private key (OpenSSH or PEM format) to replace the stored one. "
+        "It is never shown back: if the form has errors, paste it again.",
     )
     new_passphrase = forms.CharField(
         label="Key passphrase",

@@ -8,6 +8,7 @@ from django.db import models
 from django.utils import timezone
 
 from servers import ssh
+from servers.validation import validate_one_printable_line
 from tsubame.crypto import SecretTextField, Undecryptable, is_usable_secret
 
 
@@ -27,7 +28,7 @@ class Server(models.Model):
         PASSWORD = "password", "Password"
 
     team = models.ForeignKey("accounts.Team", on_delete=models.PROTECT, related_name="servers")
-    name = models.CharField(max_length=100)
+    name = models.CharField(max_length=100, validators=[validate_one_printable_line])
     host = models.CharField(max_length=255, help_text="Host name or IP address.")
     port = models.PositiveIntegerField(
         default=22, validators=[MinValueValidator(1), MaxValueValidator(65535)]

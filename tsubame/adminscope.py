@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from django.contrib import admin
+from django.contrib.admin.utils import get_fields_from_path
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
@@ -15,7 +16,25 @@ from accounts.models import Source
 M = TypeVar("M", bound=Model)
 
 
-class TeamScopedAdmin(admin.ModelAdmin):
+class ScopedListFiltersAdmin(admin.ModelAdmin):
+    """List filters on relations (team, job, tags...) offer only what the user's rows use.
+
+    Django's default choices are every row of the related table: a staff member of one team
+    would read every other team's name, and their jobs' and servers'. Offering the related
+    objects of the rows get_queryset() (policy.visible) lets the user see, instead, reveals
+    nothing the list itself does not show.
+    """
+
+    def get_list_filter(self, request: HttpRequest) -> Sequence[Any]:
+        return [self._scoped(entry) for entry in super().get_list_filter(request)]
+
+    def _scoped(self, entry: Any) -> Any:
+        if isinstance(entry, str) and get_fields_from_path(self.model, entry)[-1].is_relation:
+            return (entry, admin.RelatedOnlyFieldListFilter)
+        return entry
+
+
+class TeamScopedAdmin(ScopedListFiltersAdmin):
     """Querysets, object permissions and the team choice all come from accounts.policy."""
 
     def perm(self, action: str) -> str:

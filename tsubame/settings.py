@@ -87,7 +87,7 @@ CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "tsubame.apps.AdminConfig",  # Django's admin with throttled password checks
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -12,6 +12,7 @@ from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import reverse
 
+from accounts import audit
 from accounts.models import AuditEvent, Membership, Role, Source, Team
 from accounts.roles import role_group
 from executions import services
@@ -357,3 +358,28 @@ def test_audit_admin_shows_own_team_to_managers_and_nothing_to_viewers(
         index = client.get(reverse("admin:index"))
         models = {m["object_name"] for app in index.context["app_list"] for m in app["models"]}
         assert "AuditEvent" not in models
+
+
+@pytest.mark.parametrize(
+    "model", ["servers_server", "jobs_job", "executions_execution", "accounts_auditevent"]
+)
+def test_list_filters_offer_only_what_the_user_may_see(
+    client, make_member, make_server, make_job, ours, theirs, model
+):
+    # Two teams of the user's own, so that Django shows the team filter at all.
+    second = Team.objects.create(name="second")
+    job = make_job("true", [make_server(name="second-server", team=second)])
+    services.start_execution(job, trigger=Trigger.SYSTEM)
+    theirs.server.tags.create(name="their-tag")
+    for changed in (ours.job, job, theirs.job):
+        audit.record("change", changed, actor=None, source=Source.ADMIN)
+    user = make_member(ours.team, Role.MANAGER)
+    Membership.objects.create(team=second, user=user, role=role_group(Role.MANAGER))
+    logged_in(client, user)
+    response = client.get(reverse(f"admin:{model}_changelist"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    for team in (ours.team, second):
+        assert f'<a href="?team__id__exact={team.pk}">{team.name}</a>' in html
+    for name in (theirs.team.name, theirs.job.name, "their-tag"):
+        assert name not in html

@@ -132,6 +132,19 @@ def test_malformed_json_is_a_400(api, raw):
     assert response.json()["detail"].startswith("JSON parse error - ")
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "[" * 100_000,  # past Python's recursion limit while parsing
+        '{"name": ' + "[" * 900 + "]" * 900 + "}",  # parses, then validation walks it
+    ],
+)
+def test_deeply_nested_json_is_a_400(api, raw):
+    response = api.post("/api/v1/tokens/", raw, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json() == {"detail": "JSON parse error - nested deeper than 32 levels."}
+
+
 def test_other_media_types_are_a_415(api):
     response = api.post(
         "/api/v1/tokens/", "name=x", content_type="application/x-www-form-urlencoded"

@@ -16,7 +16,9 @@ def world(sshd) -> World:
     return build_world(sshd)
 
 
-@pytest.mark.parametrize("url", ["/api/v1/executions/", "/api/v1/servers/", "/api/v1/jobs/"])
+@pytest.mark.parametrize(
+    "url", ["/api/v1/executions/", "/api/v1/servers/", "/api/v1/jobs/", "/api/v1/audit/"]
+)
 def test_another_teams_id_in_a_filter_looks_like_an_id_that_does_not_exist(world, url):
     client = world.client("manager")
     theirs = client.get(url, {"team": world.theirs.team.pk})

@@ -80,7 +80,9 @@ class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TeamSco
             (200, "application/octet-stream"): OpenApiResponse(
                 OpenApiTypes.BINARY,
                 description="The output exactly as stored. Without host_run, each host's "
-                "output follows a `==> name <==` line.",
+                "output follows a `==> name <==` line, always one line (server names are "
+                "printable text on one line). A host's output can itself contain such a line: "
+                "ask with host_run for one host's exact bytes.",
             )
         },
     )
