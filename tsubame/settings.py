@@ -266,6 +266,9 @@ LOGOUT_REDIRECT_URL = "login"
 
 # The largest JSON body the API accepts (a job's script travels in it).
 API_MAX_BODY_BYTES = envint("API_MAX_BODY_BYTES", 5 * 1024 * 1024)
+# The largest request body the web server (tsubame.webserver) reads at all: a larger one is
+# refused with 413 before it is buffered. Above the API's limit, so the API answers those.
+HTTP_MAX_BODY_BYTES = envint("HTTP_MAX_BODY_BYTES", API_MAX_BODY_BYTES + 1024 * 1024)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -28,7 +28,7 @@ def test_compose_runs_web_and_two_workers_on_postgres_and_redis():
     compose = yaml.safe_load((BASE_DIR / "docker-compose.yml").read_text())
     services = compose["services"]
     assert set(services) == {"postgres", "redis", "web", "worker"}
-    assert "daphne" in services["web"]["command"]
+    assert "python -m tsubame.webserver" in services["web"]["command"]
     assert services["worker"]["command"] == ["python", "manage.py", "worker"]
     assert services["worker"]["deploy"]["replicas"] == 2
     for name in ("web", "worker"):
