@@ -49,7 +49,7 @@ class BodyLimitedRequest(WebRequest):
     def gotLength(self, length: int | None) -> None:
         # Called once the headers are in: `length` is the Content-Length, None when chunked.
         if length is not None and length > self.server.max_body_bytes:
-            self.refuse(f"a Content-Length of {length} bytes")
+            self.refuse(f"Content-Length {length}")
         else:
             super().gotLength(length)
 
@@ -59,7 +59,7 @@ class BodyLimitedRequest(WebRequest):
             return
         self.body_bytes += len(data)
         if self.body_bytes > self.server.max_body_bytes:
-            self.refuse(f"more than {self.server.max_body_bytes} bytes of body")
+            self.refuse(f"a chunked body past {self.body_bytes} bytes")
         else:
             super().handleContentChunk(data)
 
@@ -70,11 +70,11 @@ class BodyLimitedRequest(WebRequest):
 
     def refuse(self, what: str) -> None:
         self.refused = True
+        # The method and path are not known yet: Twisted sets them once the body is in.
+        client = self.getClientAddress()
         logger.warning(
-            "refused %s %s from %s: %s (HTTP_MAX_BODY_BYTES is %d)",
-            self.method.decode(errors="replace"),
-            self.uri.decode(errors="replace"),
-            self.getClientAddress(),
+            "refused a request body from %s: %s (HTTP_MAX_BODY_BYTES is %d)",
+            getattr(client, "host", client),
             what,
             self.server.max_body_bytes,
         )
