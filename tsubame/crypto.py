@@ -73,10 +73,10 @@ class RotationError(Exception):
 
 
 def secret_fields() -> Iterator[tuple[type[models.Model], list[SecretTextField]]]:
-    """Every model that stores secrets, with its secret fields."""
+    """Every model that stores secrets, with its secret fields (a proxy shares its table)."""
     for model in apps.get_models():
         fields = [f for f in model._meta.concrete_fields if isinstance(f, SecretTextField)]
-        if fields:
+        if fields and not model._meta.proxy:
             yield model, fields
 
 
