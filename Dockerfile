@@ -7,4 +7,4 @@ COPY . .
 RUN TSUBAME_DATA_DIR=/tmp/build SECRET_KEY=build ENCRYPTION_KEYS=$(python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())") \
     python manage.py collectstatic --noinput --verbosity 0 && rm -rf /tmp/build
 EXPOSE 8000
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "tsubame.asgi:application"]
+CMD ["python", "-m", "tsubame.webserver", "-b", "0.0.0.0", "-p", "8000"]

@@ -42,7 +42,7 @@ run: $(VENV)/.installed-run
 	@# (TERM to the whole process group can leave django-q hanging).
 	$(PY) manage.py worker & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT; \
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) tsubame.asgi:application
+	$(PY) -m tsubame.webserver -b $(HOST) -p $(PORT)
 
 test: $(VENV)/.installed-dev
 	@$(MAKE) --no-print-directory debian-packages PACKAGES="$(DEBIAN_TEST_PACKAGES)"

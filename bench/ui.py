@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,7 +46,7 @@ from executions.views import TAIL_WINDOW_BYTES
 from jobs.models import Job
 from servers.models import Server
 from servers.tests.sshd import GENEROUS_LIMITS, ClientKeys, LocalSshd
-from tsubame.tests.processes import app_environment, spawn, stop
+from tsubame.tests.processes import app_environment, spawn, start_webserver, stop
 
 FIRST_ROUNDS = int(os.getenv("BENCH_ROUNDS", "5"))
 OPEN_ROUNDS = 3
@@ -163,7 +162,7 @@ def main() -> None:
 
 @contextmanager
 def running_app() -> Iterator[str]:
-    """daphne and a worker on the benchmark's data, as tsubame.tests.browser runs them."""
+    """The web server and a worker on the benchmark's data, as tsubame.tests.browser runs them."""
     static_root = WORK / "static"
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"],
@@ -174,28 +173,14 @@ def running_app() -> Iterator[str]:
     env = app_environment(static_root)
     processes = [spawn([sys.executable, "manage.py", "worker"], env, WORK / "worker.log")]
     try:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        daphne = ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "tsubame.asgi:application"]
-        processes.append(spawn([sys.executable, *daphne], env, WORK / "daphne.log"))
-        wait_for(lambda: accepts(port) or processes[-1].poll() is not None, timeout=30)
-        if processes[-1].poll() is not None:
-            raise RuntimeError(f"daphne exited; see {WORK / 'daphne.log'}")
+        web, port = start_webserver(env, WORK / "daphne.log")
+        processes.append(web)
         yield f"http://127.0.0.1:{port}"
     except BaseException:
         print(f"logs: {WORK}", file=sys.stderr)
         raise
     finally:
         stop(processes)
-
-
-def accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-    except OSError:
-        return False
-    return True
 
 
 def report(sshd: LocalSshd, keys: ClientKeys, openssh: OpenSsh, url: str) -> bool:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dj_database_url
 from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -198,6 +199,20 @@ STORAGES = {
 SESSION_COOKIE_SECURE = envbool("SECURE_COOKIES", "false")
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
+# HTTPS in production (all off by default: a fresh instance serves plain HTTP on 127.0.0.1).
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", "false")
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", "false")
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", "false")
+# Behind a proxy that terminates TLS: the request header, as Django names it, and the value
+# that mean the client used HTTPS, e.g. "HTTP_X_FORWARDED_PROTO,https". Set it only when the
+# proxy always sets or strips that header, or any client can claim HTTPS.
+_proxy_ssl_header = envlist("SECURE_PROXY_SSL_HEADER")
+if _proxy_ssl_header:
+    if len(_proxy_ssl_header) != 2:
+        raise ImproperlyConfigured("SECURE_PROXY_SSL_HEADER is HEADER,VALUE")
+    SECURE_PROXY_SSL_HEADER = (_proxy_ssl_header[0], _proxy_ssl_header[1])
+
 REDIS_URL = os.getenv("REDIS_URL", "")
 
 if REDIS_URL:
@@ -266,6 +281,9 @@ LOGOUT_REDIRECT_URL = "login"
 
 # The largest JSON body the API accepts (a job's script travels in it).
 API_MAX_BODY_BYTES = envint("API_MAX_BODY_BYTES", 5 * 1024 * 1024)
+# The largest request body the web server (tsubame.webserver) reads at all: a larger one is
+# refused with 413 before it is buffered. Above the API's limit, so the API answers those.
+HTTP_MAX_BODY_BYTES = envint("HTTP_MAX_BODY_BYTES", API_MAX_BODY_BYTES + 1024 * 1024)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -2,9 +2,9 @@
 
 A pytest plugin (``pytest_plugins = ["tsubame.tests.browser"]``) with these fixtures:
 
-- ``live_app``: daphne serving ``tsubame.asgi:application`` and a ``manage.py worker``, both as
-  subprocesses on the pytest test database, in production mode (DEBUG off, WhiteNoise serving
-  files that ``collectstatic`` put in a temporary STATIC_ROOT once per session). It has
+- ``live_app``: the production web server (``tsubame.webserver``) and a ``manage.py worker``,
+  both as subprocesses on the pytest test database, in production mode (DEBUG off, WhiteNoise
+  serving files that ``collectstatic`` put in a temporary STATIC_ROOT once per session). It has
   ``.url`` (``http://127.0.0.1:PORT``). Their logs go to ``out/browser/``.
 - ``chromium``: one headless chromium for the whole session. Tests use it through
   ``browser``, which makes it usable for one test at a time (see ``chromium`` for why). Both
@@ -33,10 +33,8 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +44,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.db import connections
 
-from tsubame.tests.processes import app_environment, spawn, stop
+from tsubame.tests.processes import app_environment, spawn, start_webserver, stop
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -98,31 +96,6 @@ def slug(node: pytest.Item) -> str:
     return re.sub(r"[^\w.-]+", "-", f"{node.path.stem}.{node.name}").strip("-")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _start_daphne(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """Daphne on a free port, once it accepts connections."""
-    # Another process can take the port between probing and binding: try a few.
-    for _attempt in range(3):
-        port = _free_port()
-        args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
-        process = spawn([*args, "tsubame.asgi:application"], env, log_path)
-        deadline = time.monotonic() + 30
-        while process.poll() is None and time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                return process, port
-            except OSError:
-                time.sleep(0.05)
-        stop([process])
-    log = log_path.read_text(errors="replace")[-4000:]
-    raise RuntimeError(f"daphne did not start; {log_path}:\n{log}")
-
-
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -158,7 +131,7 @@ def collected_static(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def live_app(
     request: pytest.FixtureRequest, transactional_db: None, collected_static: Path
 ) -> Iterator[LiveApp]:
-    """daphne + `manage.py worker` on the test database; stopped before the database flush."""
+    """The web server + `manage.py worker` on the test database; stopped before the flush."""
     from django_q.brokers import get_broker
 
     get_broker().purge_queue()  # tasks left in Redis by earlier runs are not ours
@@ -171,8 +144,8 @@ def live_app(
     worker = spawn([sys.executable, "manage.py", "worker"], env, worker_log)
     processes = [worker]
     try:
-        daphne, port = _start_daphne(env, daphne_log)
-        processes.append(daphne)
+        web, port = start_webserver(env, daphne_log)
+        processes.append(web)
         app = LiveApp(f"http://127.0.0.1:{port}", daphne_log, worker_log)
         print(f"live app {app.url}; logs: {daphne_log}, {worker_log}")  # shown if the test fails
         yield app

@@ -1,11 +1,13 @@
-"""Starting the app's own processes (daphne, `manage.py worker`) against the test database."""
+"""Starting the app's own processes (web server, `manage.py worker`) on the test database."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
+import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -72,3 +74,28 @@ def stop(processes: list[subprocess.Popen[bytes]], grace: float = 15) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_webserver(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """The production web server (tsubame.webserver) on a free port, once it accepts connections."""
+    # Another process can take the port between probing and binding: try a few.
+    for _attempt in range(3):
+        port = free_port()
+        args = [sys.executable, "-m", "tsubame.webserver", "-b", "127.0.0.1", "-p", str(port)]
+        process = spawn(args, env, log_path)
+        deadline = time.monotonic() + 30
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                return process, port
+            except OSError:
+                time.sleep(0.05)
+        stop([process])
+    log = log_path.read_text(errors="replace")[-4000:]
+    raise RuntimeError(f"the web server did not start; {log_path}:\n{log}")
