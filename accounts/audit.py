@@ -6,8 +6,8 @@ from typing import Any
 
 from django.db.models import Model
 
-from accounts.backends import team_of
 from accounts.models import AuditEvent, Source
+from accounts.ownership import team_id_of
 
 
 def record(
@@ -22,7 +22,7 @@ def record(
     return AuditEvent.objects.create(
         actor=user,
         actor_name=user.get_username() if user else "",
-        team_id=team_of(obj),
+        team_id=team_id_of(obj),
         action=action,
         source=source,
         object_type=obj._meta.label_lower,

@@ -9,9 +9,13 @@ from django.contrib.auth.models import Group
 from django.db import models
 from django.utils import timezone
 
+from accounts.ownership import TeamOwned
 
-class Team(models.Model):
+
+class Team(TeamOwned, models.Model):
     """Servers and jobs belong to a team; people hold a role in each team they are in."""
+
+    team_path = "pk"
 
     name = models.CharField(max_length=100, unique=True)
     description = models.TextField(blank=True)
@@ -42,7 +46,9 @@ class Role(models.TextChoices):
         return f"Team {self.label.lower()}"
 
 
-class Membership(models.Model):
+class Membership(TeamOwned, models.Model):
+    view_permission = "accounts.view_team"  # who sees the team sees its members
+
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
@@ -75,7 +81,9 @@ class Source(models.TextChoices):
     SYSTEM = "system", "System"
 
 
-class AuditEvent(models.Model):
+class AuditEvent(TeamOwned, models.Model):
+    view_permission = "accounts.view_team_audit"
+
     at = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -11,6 +11,7 @@ from django.http import HttpRequest
 
 from accounts import audit, policy
 from accounts.models import Source
+from accounts.ownership import view_permission
 
 M = TypeVar("M", bound=Model)
 
@@ -25,9 +26,9 @@ class TeamScopedAdmin(admin.ModelAdmin):
         return policy.visible(super().get_queryset(request), request.user)
 
     def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return request.user.has_perm(self.perm("view"), obj) or self.has_change_permission(
-            request, obj
-        )
+        return request.user.has_perm(
+            view_permission(self.model), obj
+        ) or self.has_change_permission(request, obj)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(self.perm("add"))
