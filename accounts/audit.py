@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.db.models import Model
@@ -30,3 +31,18 @@ def record(
         object_repr=str(obj)[:200],
         details=details or {},
     )
+
+
+def record_saved(
+    obj: Model,
+    *,
+    created: bool,
+    actor: Any,
+    source: Source | str,
+    changed_fields: Iterable[str] = (),
+) -> AuditEvent:
+    """The row for a create, or for a change with the names of the fields it changed."""
+    if created:
+        return record("create", obj, actor=actor, source=source)
+    details = {"fields": sorted(changed_fields)}
+    return record("change", obj, actor=actor, source=source, details=details)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import timedelta
+from datetime import datetime
 
 from django.conf import settings
 from django.contrib.auth.models import Group
@@ -149,12 +149,10 @@ class ApiToken(models.Model):
 
     @classmethod
     def issue(
-        cls, user: object, name: str, *, expires_in: timedelta | None = None
+        cls, user: object, name: str, *, expires_at: datetime | None = None
     ) -> tuple[ApiToken, str]:
         """Create a token; returns it with the only copy of its secret text."""
-        token = cls(user=user, name=name)
-        if expires_in:
-            token.expires_at = timezone.now() + expires_in
+        token = cls(user=user, name=name, expires_at=expires_at)
         secret = token.new_secret()
         token.save()
         return token, secret
@@ -171,11 +169,6 @@ class ApiToken(models.Model):
         if self.revoked_at:
             return False
         return self.expires_at is None or self.expires_at > timezone.now()
-
-    def revoke(self) -> None:
-        if self.revoked_at is None:
-            self.revoked_at = timezone.now()
-            self.save(update_fields=["revoked_at"])
 
 
 class LoginFailure(models.Model):

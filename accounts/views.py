@@ -8,9 +8,10 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from accounts import audit
+from accounts import services
 from accounts.forms import LoginForm
 from accounts.models import ApiToken, Source
 
@@ -34,12 +35,12 @@ def token_list(request: HttpRequest) -> HttpResponse:
     secret = None
     if request.method == "POST" and form.is_valid():
         days = form.cleaned_data["expires_in_days"]
-        token, secret = ApiToken.issue(
-            request.user,
-            form.cleaned_data["name"],
-            expires_in=timedelta(days=days) if days else None,
+        token = ApiToken(
+            user=request.user,
+            name=form.cleaned_data["name"],
+            expires_at=timezone.now() + timedelta(days=days) if days else None,
         )
-        audit.record("create_token", token, actor=request.user, source=Source.UI)
+        secret = services.issue_token(token, source=Source.UI)
         form = NewTokenForm()
     tokens = ApiToken.objects.filter(user=request.user)
     return render(
@@ -53,7 +54,6 @@ def token_list(request: HttpRequest) -> HttpResponse:
 @require_POST
 def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     token = get_object_or_404(ApiToken, pk=pk, user=request.user)
-    token.revoke()
-    audit.record("revoke_token", token, actor=request.user, source=Source.UI)
+    services.revoke_token(token, actor=request.user, source=Source.UI)
     messages.success(request, f"Token {token.name} revoked.")
     return redirect("token-list")

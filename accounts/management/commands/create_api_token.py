@@ -2,8 +2,9 @@ from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 
-from accounts import audit
+from accounts import services
 from accounts.models import ApiToken, Source
 
 
@@ -21,8 +22,10 @@ class Command(BaseCommand):
         except get_user_model().DoesNotExist:
             raise CommandError(f"no user {options['username']!r}") from None
         days = options["expires_days"]
-        token, secret = ApiToken.issue(
-            user, str(options["name"]), expires_in=timedelta(days=days) if days else None
+        token = ApiToken(
+            user=user,
+            name=str(options["name"]),
+            expires_at=timezone.now() + timedelta(days=days) if days else None,
         )
-        audit.record("create_token", token, actor=user, source=Source.SYSTEM)
+        secret = services.issue_token(token, source=Source.SYSTEM)
         self.stdout.write(secret)
