@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
@@ -9,7 +11,7 @@ from django.http import HttpRequest
 
 from accounts import policy, services
 from accounts.forms import AdminLoginForm
-from accounts.models import ApiToken, AuditEvent, Membership, Source, Team
+from accounts.models import ApiToken, AuditEvent, Membership, Source, Team, token_expiry
 
 admin.site.login_form = AdminLoginForm  # the admin login is throttled like every login
 
@@ -121,10 +123,21 @@ class AuditEventAdmin(admin.ModelAdmin):
         return False
 
 
+class ApiTokenForm(forms.ModelForm):
+    class Meta:
+        model = ApiToken
+        fields = ["name", "expires_at"]
+        help_texts = {"expires_at": "Empty: as late as allowed (API_TOKEN_MAX_DAYS)."}
+
+    def clean_expires_at(self) -> datetime:
+        return token_expiry(self.cleaned_data["expires_at"])
+
+
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
     """Each person manages their own tokens; the secret is shown once, right after adding."""
 
+    form = ApiTokenForm
     list_display = ["name", "user", "lookup", "created_at", "expires_at", "last_used_at", "active"]
     list_filter = ["revoked_at"]
     search_fields = ["name", "user__username", "lookup"]

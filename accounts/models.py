@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -116,11 +117,34 @@ def hash_token(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def token_expiry(requested: datetime | None, *, made_with: ApiToken | None = None) -> datetime:
+    """When a new token expires: when asked, or as late as allowed if not asked.
+
+    Every token expires, at most API_TOKEN_MAX_DAYS from now; a token made by using
+    another token cannot outlive it, or a stolen token could be renewed for ever.
+    """
+    now = timezone.now()
+    days = settings.API_TOKEN_MAX_DAYS
+    latest = now + timedelta(days=days)
+    limit = f"A token may be valid for at most {days} days"
+    if made_with is not None and made_with.expires_at < latest:
+        latest = made_with.expires_at
+        limit = "A token cannot outlive the token used to create it"
+    if requested is None:
+        return latest
+    if requested <= now:
+        raise ValidationError("The expiry must be in the future.", code="past")
+    if requested > latest:
+        raise ValidationError(
+            f"{limit}: choose an expiry no later than {latest:%Y-%m-%d %H:%M:%S} UTC.",
+            code="too_late",
+        )
+    return requested
+
+
 class ApiTokenQuerySet(models.QuerySet["ApiToken"]):
     def active(self) -> ApiTokenQuerySet:
-        return self.filter(revoked_at=None).filter(
-            models.Q(expires_at=None) | models.Q(expires_at__gt=timezone.now())
-        )
+        return self.filter(revoked_at=None, expires_at__gt=timezone.now())
 
 
 class ApiToken(models.Model):
@@ -135,7 +159,8 @@ class ApiToken(models.Model):
     lookup = models.CharField(max_length=12, unique=True, editable=False)
     token_hash = models.CharField(max_length=64, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
-    expires_at = models.DateTimeField(null=True, blank=True)
+    # Blank in a form: as late as allowed (token_expiry).
+    expires_at = models.DateTimeField(blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
 
@@ -152,7 +177,7 @@ class ApiToken(models.Model):
         cls, user: object, name: str, *, expires_at: datetime | None = None
     ) -> tuple[ApiToken, str]:
         """Create a token; returns it with the only copy of its secret text."""
-        token = cls(user=user, name=name, expires_at=expires_at)
+        token = cls(user=user, name=name, expires_at=token_expiry(expires_at))
         secret = token.new_secret()
         token.save()
         return token, secret
@@ -166,9 +191,7 @@ class ApiToken(models.Model):
 
     @property
     def is_active(self) -> bool:
-        if self.revoked_at:
-            return False
-        return self.expires_at is None or self.expires_at > timezone.now()
+        return self.revoked_at is None and self.expires_at > timezone.now()
 
 
 class LoginFailure(models.Model):

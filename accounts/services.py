@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts import audit
-from accounts.models import ApiToken, Membership, Source, Team
+from accounts.models import ApiToken, Membership, Source, Team, token_expiry
 
 
 def _record_member(action: str, membership: Membership, *, actor: Any, source: Source) -> None:
@@ -38,11 +38,14 @@ def remove_membership(membership: Membership, *, actor: Any, source: Source) -> 
         membership.delete()
 
 
-def issue_token(token: ApiToken, *, source: Source) -> str:
-    """Save a new token (its user, name and expiry set); returns the only copy of its secret.
+def issue_token(token: ApiToken, *, source: Source, made_with: ApiToken | None = None) -> str:
+    """Save a new token (its user and name set, its expiry if asked for); returns the only
+    copy of its secret. `made_with`: the token that authenticated the request, if any.
 
+    Raises ValidationError for an expiry that is not allowed (accounts.models.token_expiry).
     A person makes tokens for themselves only: the actor is the token's user.
     """
+    token.expires_at = token_expiry(token.expires_at, made_with=made_with)
     with transaction.atomic():
         secret = token.new_secret()
         token.save()

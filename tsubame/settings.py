@@ -266,6 +266,8 @@ LOGOUT_REDIRECT_URL = "login"
 
 # The largest JSON body the API accepts (a job's script travels in it).
 API_MAX_BODY_BYTES = envint("API_MAX_BODY_BYTES", 5 * 1024 * 1024)
+# Every API token expires, at most this many days after it is made.
+API_TOKEN_MAX_DAYS = envint("API_TOKEN_MAX_DAYS", 365)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -16,6 +16,7 @@ from accounts.api.serializers import (
     MembershipSerializer,
     NewApiTokenSerializer,
     TeamSerializer,
+    made_with,
 )
 from accounts.filters import AuditEventFilter
 from accounts.models import ApiToken, AuditEvent, Membership, Source, Team
@@ -120,10 +121,10 @@ class ApiTokenViewSet(
 
     @extend_schema(request=ApiTokenSerializer, responses={201: NewApiTokenSerializer})
     def create(self, request: Request) -> Response:
-        body = ApiTokenSerializer(data=request.data)
+        body = ApiTokenSerializer(data=request.data, context=self.get_serializer_context())
         body.is_valid(raise_exception=True)
         token = ApiToken(user=request.user, **body.validated_data)
-        secret = services.issue_token(token, source=Source.API)
+        secret = services.issue_token(token, source=Source.API, made_with=made_with(request))
         data = {**ApiTokenSerializer(token).data, "token": secret}
         return Response(data, status=status.HTTP_201_CREATED)
 
