@@ -176,7 +176,10 @@ class ApiToken(models.Model):
     def issue(
         cls, user: object, name: str, *, expires_at: datetime | None = None
     ) -> tuple[ApiToken, str]:
-        """Create a token; returns it with the only copy of its secret text."""
+        """Create a token, with no audit row (fixtures); returns it with its secret text.
+
+        People's tokens are made by accounts.services.issue_token, which records them.
+        """
         token = cls(user=user, name=name, expires_at=token_expiry(expires_at))
         secret = token.new_secret()
         token.save()

@@ -3,6 +3,7 @@
 Two questions, asked the same way everywhere:
 - Which objects may this user see (or act on)? `restrict(queryset, user, perm)`.
 - May this user do X to this object? `user.has_perm(perm, obj)` (accounts.backends).
+Both follow the path each team-owned model declares to its team (accounts.ownership).
 Objects of a team the user cannot see do not exist for that user: faces answer 404, and
 only a visible object the user may not change gets a 403.
 """

@@ -101,6 +101,18 @@ def test_admin_create_change_delete_are_audited(admin, manager, team, sshd, reco
     ]
 
 
+def test_admin_bulk_delete_is_audited_per_object(client, superuser, team, recorded):
+    servers = [Server.objects.create(team=team, name=n, host="h", username="u") for n in "ab"]
+    client.force_login(superuser)
+    changelist = reverse("admin:servers_server_changelist")
+    selected = {"action": "delete_selected", "_selected_action": [s.pk for s in servers]}
+    assert client.post(changelist, selected | {"post": "yes"}).status_code == 302
+    assert not Server.objects.exists()
+    assert recorded() == [
+        Event("delete", superuser, team, Source.ADMIN, "servers.server", str(s.pk)) for s in servers
+    ]
+
+
 def test_admin_run_cancel_and_trust_are_audited(
     admin, manager, team, make_server, make_job, recorded
 ):
