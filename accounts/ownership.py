@@ -46,10 +46,6 @@ def view_permission(model: type[Model]) -> str:
     return declared or f"{model._meta.app_label}.view_{model._meta.model_name}"
 
 
-def team_owned_models() -> list[type[Model]]:
-    return [model for model in apps.get_models() if is_team_owned(model)]
-
-
 def model_is_team_owned(app_label: str, model_name: str) -> bool:
     """For a permission's content type: does it name a team-owned model?"""
     try:

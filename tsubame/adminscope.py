@@ -30,9 +30,8 @@ class TeamScopedAdmin(admin.ModelAdmin):
         return policy.visible(super().get_queryset(request), request.user)
 
     def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return request.user.has_perm(
-            view_permission(self.model), obj
-        ) or self.has_change_permission(request, obj)
+        may_view = request.user.has_perm(view_permission(self.model), obj)
+        return may_view or self.has_change_permission(request, obj)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(self.perm("add"))
