@@ -1,14 +1,16 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from accounts import audit, policy
-from accounts.models import ApiToken, AuditEvent, Membership, Source, Team
+from accounts import policy, services
+from accounts.models import ApiToken, AuditEvent, Membership, Source, Team, token_expiry
 from tsubame.adminscope import ScopedListFiltersAdmin
 
 
@@ -70,22 +72,25 @@ class TeamAdmin(ScopedListFiltersAdmin):
         return [] if request.user.is_superuser else ["name", "description"]
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
-        deleted = list(formset.deleted_objects) if hasattr(formset, "deleted_objects") else []
-        super().save_formset(request, form, formset, change)
+        # Members are added, changed and removed by the services, each with its audit row.
+        formset.save(commit=False)
+        for membership in formset.deleted_objects:
+            services.remove_membership(membership, actor=request.user, source=Source.ADMIN)
+        for membership, fields in formset.changed_objects:
+            if "user" in fields:  # the row now names someone else: the first person leaves
+                before = Membership.objects.select_related("user", "role").get(pk=membership.pk)
+                services.remove_membership(before, actor=request.user, source=Source.ADMIN)
+            self._set(request, membership)
         for membership in formset.new_objects:
-            self._record("add_member", membership, request)
-        for membership, _fields in formset.changed_objects:
-            self._record("change_member", membership, request)
-        for membership in deleted:
-            self._record("remove_member", membership, request)
+            self._set(request, membership)
 
-    def _record(self, action: str, membership: Membership, request: HttpRequest) -> None:
-        audit.record(
-            action,
-            membership,
+    def _set(self, request: HttpRequest, membership: Membership) -> None:
+        services.set_membership(
+            membership.team,
+            membership.user,
+            membership.role,
             actor=request.user,
             source=Source.ADMIN,
-            details={"user": membership.user.get_username(), "role": membership.role.name},
         )
 
 
@@ -116,10 +121,21 @@ class AuditEventAdmin(ScopedListFiltersAdmin):
         return False
 
 
+class ApiTokenForm(forms.ModelForm):
+    class Meta:
+        model = ApiToken
+        fields = ["name", "expires_at"]
+        help_texts = {"expires_at": "Empty: as late as allowed (API_TOKEN_MAX_DAYS)."}
+
+    def clean_expires_at(self) -> datetime:
+        return token_expiry(self.cleaned_data["expires_at"])
+
+
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
     """Each person manages their own tokens; the secret is shown once, right after adding."""
 
+    form = ApiTokenForm
     list_display = ["name", "user", "lookup", "created_at", "expires_at", "last_used_at", "active"]
     list_filter = ["revoked_at"]
     search_fields = ["name", "user__username", "lookup"]
@@ -152,13 +168,10 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: ApiToken, form: Any, change: bool) -> None:
         obj.user = request.user
-        secret = obj.new_secret()
-        obj.save()
-        audit.record("create_token", obj, actor=request.user, source=Source.ADMIN)
+        secret = services.issue_token(obj, source=Source.ADMIN)
         messages.warning(request, f"Your new token (copy it now, it is not shown again): {secret}")
 
     @admin.action(description="Revoke selected tokens")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
         for token in queryset:
-            token.revoke()
-            audit.record("revoke_token", token, actor=request.user, source=Source.ADMIN)
+            services.revoke_token(token, actor=request.user, source=Source.ADMIN)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.db.models import Model
 
-from accounts.backends import team_of
 from accounts.models import AuditEvent, Source
+from accounts.ownership import team_id_of
 
 
 def record(
@@ -22,7 +23,7 @@ def record(
     return AuditEvent.objects.create(
         actor=user,
         actor_name=user.get_username() if user else "",
-        team_id=team_of(obj),
+        team_id=team_id_of(obj),
         action=action,
         source=source,
         object_type=obj._meta.label_lower,
@@ -30,3 +31,18 @@ def record(
         object_repr=str(obj)[:200],
         details=details or {},
     )
+
+
+def record_saved(
+    obj: Model,
+    *,
+    created: bool,
+    actor: Any,
+    source: Source | str,
+    changed_fields: Iterable[str] = (),
+) -> AuditEvent:
+    """The row for a create, or for a change with the names of the fields it changed."""
+    if created:
+        return record("create", obj, actor=actor, source=source)
+    details = {"fields": sorted(changed_fields)}
+    return record("change", obj, actor=actor, source=source, details=details)

@@ -4,6 +4,10 @@
 it; without an object it is true when some team of the user grants it (so the admin shows
 the models and `{{ perms }}` works in templates). Superusers are answered by Django before
 any backend.
+
+A role grants only permissions on team-owned models (accounts.ownership): a permission on
+anything else, such as `auth.change_user` added to a role group, would be checked without
+a team and so hold everywhere; memberships never grant it.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from typing import Any
 
 from django.contrib.auth.backends import BaseBackend
 
-from accounts.models import Membership, Team
+from accounts.models import Membership
+from accounts.ownership import model_is_team_owned, team_id_of
 
 CACHE_ATTRIBUTE = "_tsubame_team_permissions"
 
@@ -27,21 +32,16 @@ def team_permissions(user: Any) -> dict[int, frozenset[str]]:
         rows = Membership.objects.filter(user=user).values_list(
             "team_id",
             "role__permissions__content_type__app_label",
+            "role__permissions__content_type__model",
             "role__permissions__codename",
         )
-        for team_id, app_label, codename in rows:
+        for team_id, app_label, model_name, codename in rows:
             perms = found.setdefault(team_id, set())
-            if codename:
+            if codename and model_is_team_owned(app_label, model_name):
                 perms.add(f"{app_label}.{codename}")
         cached = {team_id: frozenset(perms) for team_id, perms in found.items()}
         setattr(user, CACHE_ATTRIBUTE, cached)
     return cached
-
-
-def team_of(obj: Any) -> int | None:
-    if isinstance(obj, Team):
-        return obj.pk
-    return getattr(obj, "team_id", None)
 
 
 class TeamRoleBackend(BaseBackend):
@@ -49,7 +49,7 @@ class TeamRoleBackend(BaseBackend):
         by_team = team_permissions(user_obj)
         if obj is None:
             return set().union(*by_team.values()) if by_team else set()
-        return set(by_team.get(team_of(obj), ()))
+        return set(by_team.get(team_id_of(obj), ()))
 
     def has_perm(self, user_obj: Any, perm: str, obj: Any = None) -> bool:
         return perm in self.get_all_permissions(user_obj, obj)

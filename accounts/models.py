@@ -2,16 +2,21 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
+from accounts.ownership import TeamOwned
 
-class Team(models.Model):
+
+class Team(TeamOwned, models.Model):
     """Servers and jobs belong to a team; people hold a role in each team they are in."""
+
+    team_path = "pk"
 
     name = models.CharField(max_length=100, unique=True)
     description = models.TextField(blank=True)
@@ -42,7 +47,9 @@ class Role(models.TextChoices):
         return f"Team {self.label.lower()}"
 
 
-class Membership(models.Model):
+class Membership(TeamOwned, models.Model):
+    view_permission = "accounts.view_team"  # who sees the team sees its members
+
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
@@ -75,7 +82,9 @@ class Source(models.TextChoices):
     SYSTEM = "system", "System"
 
 
-class AuditEvent(models.Model):
+class AuditEvent(TeamOwned, models.Model):
+    view_permission = "accounts.view_team_audit"
+
     at = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -108,11 +117,34 @@ def hash_token(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def token_expiry(requested: datetime | None, *, made_with: ApiToken | None = None) -> datetime:
+    """When a new token expires: when asked, or as late as allowed if not asked.
+
+    Every token expires, at most API_TOKEN_MAX_DAYS from now; a token made by using
+    another token cannot outlive it, or a stolen token could be renewed for ever.
+    """
+    now = timezone.now()
+    days = settings.API_TOKEN_MAX_DAYS
+    latest = now + timedelta(days=days)
+    limit = f"A token may be valid for at most {days} days"
+    if made_with is not None and made_with.expires_at < latest:
+        latest = made_with.expires_at
+        limit = "A token cannot outlive the token used to create it"
+    if requested is None:
+        return latest
+    if requested <= now:
+        raise ValidationError("The expiry must be in the future.", code="past")
+    if requested > latest:
+        raise ValidationError(
+            f"{limit}: choose an expiry no later than {latest:%Y-%m-%d %H:%M:%S} UTC.",
+            code="too_late",
+        )
+    return requested
+
+
 class ApiTokenQuerySet(models.QuerySet["ApiToken"]):
     def active(self) -> ApiTokenQuerySet:
-        return self.filter(revoked_at=None).filter(
-            models.Q(expires_at=None) | models.Q(expires_at__gt=timezone.now())
-        )
+        return self.filter(revoked_at=None, expires_at__gt=timezone.now())
 
 
 class ApiToken(models.Model):
@@ -127,7 +159,8 @@ class ApiToken(models.Model):
     lookup = models.CharField(max_length=12, unique=True, editable=False)
     token_hash = models.CharField(max_length=64, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
-    expires_at = models.DateTimeField(null=True, blank=True)
+    # Blank in a form: as late as allowed (token_expiry).
+    expires_at = models.DateTimeField(blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
 
@@ -141,12 +174,13 @@ class ApiToken(models.Model):
 
     @classmethod
     def issue(
-        cls, user: object, name: str, *, expires_in: timedelta | None = None
+        cls, user: object, name: str, *, expires_at: datetime | None = None
     ) -> tuple[ApiToken, str]:
-        """Create a token; returns it with the only copy of its secret text."""
-        token = cls(user=user, name=name)
-        if expires_in:
-            token.expires_at = timezone.now() + expires_in
+        """Create a token, with no audit row (fixtures); returns it with its secret text.
+
+        People's tokens are made by accounts.services.issue_token, which records them.
+        """
+        token = cls(user=user, name=name, expires_at=token_expiry(expires_at))
         secret = token.new_secret()
         token.save()
         return token, secret
@@ -160,14 +194,7 @@ class ApiToken(models.Model):
 
     @property
     def is_active(self) -> bool:
-        if self.revoked_at:
-            return False
-        return self.expires_at is None or self.expires_at > timezone.now()
-
-    def revoke(self) -> None:
-        if self.revoked_at is None:
-            self.revoked_at = timezone.now()
-            self.save(update_fields=["revoked_at"])
+        return self.revoked_at is None and self.expires_at > timezone.now()
 
 
 class LoginFailure(models.Model):

@@ -3,6 +3,7 @@
 Two questions, asked the same way everywhere:
 - Which objects may this user see (or act on)? `restrict(queryset, user, perm)`.
 - May this user do X to this object? `user.has_perm(perm, obj)` (accounts.backends).
+Both follow the path each team-owned model declares to its team (accounts.ownership).
 Objects of a team the user cannot see do not exist for that user: faces answer 404, and
 only a visible object the user may not change gets a 403.
 """
@@ -19,20 +20,9 @@ from django.http import Http404
 
 from accounts.backends import team_permissions
 from accounts.models import Role, Team
+from accounts.ownership import is_team_owned, view_permission
 
 M = TypeVar("M", bound=Model)
-
-# How each team-owned model reaches its team.
-TEAM_PATHS = {
-    "accounts.team": "pk",
-    "accounts.membership": "team",
-    "accounts.auditevent": "team",
-    "servers.server": "team",
-    "jobs.job": "team",
-    "executions.execution": "team",
-    "executions.hostrun": "execution__team",
-    "executions.logchunk": "execution__team",
-}
 
 
 def teams_with(user: Any, perm: str) -> list[int]:
@@ -40,28 +30,22 @@ def teams_with(user: Any, perm: str) -> list[int]:
 
 
 def restrict(queryset: QuerySet[M], user: Any, perm: str) -> QuerySet[M]:
-    """The part of `queryset` in teams where `user` holds `perm` (all of it for superusers)."""
+    """The part of `queryset` in teams where `user` holds `perm` (all of it for superusers).
+
+    The model says how its rows reach their team (accounts.ownership.TeamOwned); the
+    object check `user.has_perm(perm, obj)` follows the same path.
+    """
+    model = queryset.model
+    if not is_team_owned(model):
+        raise TypeError(f"{model._meta.label} is not team-owned: it declares no team_path")
     if user.is_active and user.is_superuser:
         return queryset
-    path = TEAM_PATHS[queryset.model._meta.label_lower]
-    return queryset.filter(**{f"{path}__in": teams_with(user, perm)})
-
-
-def view_perm(model: type[Model]) -> str:
-    return f"{model._meta.app_label}.view_{model._meta.model_name}"
+    return queryset.filter(**{f"{model.team_path}__in": teams_with(user, perm)})
 
 
 def visible(queryset: QuerySet[M], user: Any) -> QuerySet[M]:
-    """What the user may see: host runs and chunks follow their execution."""
-    model = queryset.model
-    label = model._meta.label_lower
-    if label in ("executions.hostrun", "executions.logchunk"):
-        return restrict(queryset, user, "executions.view_execution")
-    if label in ("accounts.membership",):
-        return restrict(queryset, user, "accounts.view_team")
-    if label == "accounts.auditevent":
-        return restrict(queryset, user, "accounts.view_team_audit")
-    return restrict(queryset, user, view_perm(model))
+    """What the user may see: the rows in teams where they hold the model's view permission."""
+    return restrict(queryset, user, view_permission(queryset.model))
 
 
 def get_visible_or_404(queryset: QuerySet[M], user: Any, **lookup: Any) -> M:

@@ -1,16 +1,20 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.core.validators import MaxValueValidator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from accounts import audit
+from accounts import services
 from accounts.forms import LoginForm
 from accounts.models import ApiToken, Source
 
@@ -23,9 +27,21 @@ class LoginView(auth_views.LoginView):
 
 class NewTokenForm(forms.Form):
     name = forms.CharField(max_length=100)
-    expires_in_days = forms.IntegerField(
-        required=False, min_value=1, max_value=3650, help_text="Empty: never expires."
-    )
+    expires_in_days = forms.IntegerField(required=False, min_value=1)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        most = settings.API_TOKEN_MAX_DAYS
+        days = self.fields["expires_in_days"]
+        days.validators.append(
+            MaxValueValidator(most, f"A token may be valid for at most {most} days.")
+        )
+        days.widget.attrs["max"] = most
+        days.help_text = f"At most {most}. Empty: {most}."
+
+    def expires_at(self) -> datetime | None:
+        days = self.cleaned_data["expires_in_days"]
+        return timezone.now() + timedelta(days=days) if days else None
 
 
 @login_required
@@ -33,13 +49,10 @@ def token_list(request: HttpRequest) -> HttpResponse:
     form = NewTokenForm(request.POST or None)
     secret = None
     if request.method == "POST" and form.is_valid():
-        days = form.cleaned_data["expires_in_days"]
-        token, secret = ApiToken.issue(
-            request.user,
-            form.cleaned_data["name"],
-            expires_in=timedelta(days=days) if days else None,
+        token = ApiToken(
+            user=request.user, name=form.cleaned_data["name"], expires_at=form.expires_at()
         )
-        audit.record("create_token", token, actor=request.user, source=Source.UI)
+        secret = services.issue_token(token, source=Source.UI)
         form = NewTokenForm()
     tokens = ApiToken.objects.filter(user=request.user)
     return render(
@@ -53,7 +66,6 @@ def token_list(request: HttpRequest) -> HttpResponse:
 @require_POST
 def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     token = get_object_or_404(ApiToken, pk=pk, user=request.user)
-    token.revoke()
-    audit.record("revoke_token", token, actor=request.user, source=Source.UI)
+    services.revoke_token(token, actor=request.user, source=Source.UI)
     messages.success(request, f"Token {token.name} revoked.")
     return redirect("token-list")

@@ -27,11 +27,6 @@ class ReadOnlyAdmin(TeamScopedAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False  # single rows out of a run would leave holes its readers cannot see
 
-    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        # Host runs and chunks are seen by whoever may see their execution.
-        execution = getattr(obj, "execution", obj)
-        return request.user.has_perm("executions.view_execution", execution)
-
 
 class HostRunInline(admin.TabularInline):
     model = HostRun

@@ -5,6 +5,7 @@ from django.db import models
 from django.utils import timezone
 
 from accounts.models import Source
+from accounts.ownership import TeamOwned
 
 
 class Status(models.TextChoices):
@@ -37,7 +38,7 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
         )
 
 
-class Execution(models.Model):
+class Execution(TeamOwned, models.Model):
     """One run of a job. What ran is a snapshot: editing the job later changes nothing here."""
 
     team = models.ForeignKey("accounts.Team", on_delete=models.PROTECT, related_name="executions")
@@ -102,8 +103,12 @@ class Execution(models.Model):
         return None
 
 
-class HostRun(models.Model):
+class HostRun(TeamOwned, models.Model):
     """One server within an execution."""
+
+    # Seen, like their output, by whoever may see the execution.
+    team_path = "execution__team_id"
+    view_permission = "executions.view_execution"
 
     execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="host_runs")
     server = models.ForeignKey(
@@ -131,12 +136,15 @@ class HostRun(models.Model):
         return None
 
 
-class LogChunk(models.Model):
+class LogChunk(TeamOwned, models.Model):
     """A piece of one host run's output, exactly as the server sent it.
 
     `seq` counts up from 0 without gaps across the whole execution (one writer per
     execution assigns it), so a client that knows the last seq it has can ask for the rest.
     """
+
+    team_path = "execution__team_id"
+    view_permission = "executions.view_execution"
 
     class Stream(models.IntegerChoices):
         STDOUT = 1, "stdout"

@@ -13,6 +13,7 @@ from executions import services
 from executions.models import Trigger
 from jobs.forms import JobForm
 from jobs.models import Job
+from jobs.services import delete_job, save_job
 from servers.models import Server
 from tsubame.adminscope import TeamScopedAdmin
 
@@ -20,6 +21,8 @@ from tsubame.adminscope import TeamScopedAdmin
 @admin.register(Job)
 class JobAdmin(TeamScopedAdmin):
     form = JobForm
+    save_service = staticmethod(save_job)
+    delete_service = staticmethod(delete_job)
     list_display = [
         "name",
         "team",

@@ -6,13 +6,14 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
+from accounts.ownership import TeamOwned
 from servers.ssh import INTERPRETER_PATTERN
 
 if TYPE_CHECKING:
     from servers.models import Server
 
 
-class Job(models.Model):
+class Job(TeamOwned, models.Model):
     team = models.ForeignKey("accounts.Team", on_delete=models.PROTECT, related_name="jobs")
     name = models.CharField(max_length=100)
     description = models.TextField(blank=True)

@@ -7,13 +7,14 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from accounts import audit, policy
+from accounts import policy
 from accounts.models import Source
 from executions import services
 from executions.models import Execution, Trigger
 from jobs.filters import JobFilter
 from jobs.forms import JobForm, RunForm
 from jobs.models import Job
+from jobs.services import save_job
 from servers.models import Server
 from tsubame.pages import filtered_page
 
@@ -43,8 +44,13 @@ def job_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     form.fields["team"].queryset = teams
     form.fields["servers"].queryset = policy.visible(Server.objects.all(), request.user)
     if request.method == "POST" and form.is_valid():
-        saved = form.save()
-        audit.record("change" if job else "create", saved, actor=request.user, source=Source.UI)
+        saved = save_job(
+            form.save(commit=False),
+            actor=request.user,
+            source=Source.UI,
+            servers=form.cleaned_data["servers"],
+            changed_fields=form.changed_data,
+        )
         messages.success(request, f"Saved {saved.name}.")
         return redirect("job-detail", pk=saved.pk)
     return render(request, "jobs/job_form.html", {"form": form, "job": job, "section": "jobs"})

@@ -21,6 +21,8 @@ class TagAdmin(admin.ModelAdmin):
 @admin.register(Server)
 class ServerAdmin(TeamScopedAdmin):
     form = ServerForm
+    save_service = staticmethod(services.save_server)
+    delete_service = staticmethod(services.delete_server)
     list_display = [
         "name",
         "team",

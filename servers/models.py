@@ -7,6 +7,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from accounts.ownership import TeamOwned
 from servers import ssh
 from servers.validation import validate_one_printable_line
 from tsubame.crypto import SecretTextField, Undecryptable, is_usable_secret
@@ -22,7 +23,7 @@ class Tag(models.Model):
         return self.name
 
 
-class Server(models.Model):
+class Server(TeamOwned, models.Model):
     class AuthMethod(models.TextChoices):
         KEY = "key", "Private key"
         PASSWORD = "password", "Password"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
+
+from django.db import transaction
 
 from accounts import audit
 from accounts.models import Source
 from servers import ssh
-from servers.models import Server
+from servers.models import Server, Tag
 
 
 class FingerprintMismatch(Exception):
@@ -38,12 +41,39 @@ def trust_offered_host_key(
             f"({fingerprint}); nothing was trusted"
         )
     previous = server.host_key_fingerprint
-    server.trust_host_key(key, by)
-    audit.record(
-        "trust_host_key",
-        server,
-        actor=by,
-        source=source,
-        details={"fingerprint": key.fingerprint, "previous": previous},
-    )
+    with transaction.atomic():
+        server.trust_host_key(key, by)
+        audit.record(
+            "trust_host_key",
+            server,
+            actor=by,
+            source=source,
+            details={"fingerprint": key.fingerprint, "previous": previous},
+        )
     return key
+
+
+def save_server(
+    server: Server,
+    *,
+    actor: Any,
+    source: Source,
+    tags: Iterable[Tag] | None = None,
+    changed_fields: Iterable[str] = (),
+) -> Server:
+    """Create or change a server (and set its tags, if given) with its audit row."""
+    created = server._state.adding
+    with transaction.atomic():
+        server.save()
+        if tags is not None:
+            server.tags.set(tags)
+        audit.record_saved(
+            server, created=created, actor=actor, source=source, changed_fields=changed_fields
+        )
+    return server
+
+
+def delete_server(server: Server, *, actor: Any, source: Source) -> None:
+    with transaction.atomic():
+        audit.record("delete", server, actor=actor, source=source)
+        server.delete()

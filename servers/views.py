@@ -6,7 +6,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from accounts import audit, policy
+from accounts import policy
 from accounts.models import Source
 from servers import services, ssh
 from servers.filters import ServerFilter
@@ -40,8 +40,13 @@ def server_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     form = ServerForm(request.POST or None, request.FILES or None, instance=server)
     form.fields["team"].queryset = teams
     if request.method == "POST" and form.is_valid():
-        saved = form.save()
-        audit.record("change" if server else "create", saved, actor=request.user, source=Source.UI)
+        saved = services.save_server(
+            form.save(commit=False),
+            actor=request.user,
+            source=Source.UI,
+            tags=form.cleaned_data["tags"],
+            changed_fields=form.changed_data,
+        )
         messages.success(request, f"Saved {saved.name}.")
         return redirect("server-list")
     return render(

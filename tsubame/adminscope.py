@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, ClassVar, TypeVar
 
 from django.contrib import admin
 from django.contrib.admin.utils import get_fields_from_path
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
-from accounts import audit, policy
+from accounts import policy
 from accounts.models import Source
+from accounts.ownership import view_permission
 
 M = TypeVar("M", bound=Model)
 
@@ -37,6 +38,10 @@ class ScopedListFiltersAdmin(admin.ModelAdmin):
 class TeamScopedAdmin(ScopedListFiltersAdmin):
     """Querysets, object permissions and the team choice all come from accounts.policy."""
 
+    # For models staff may change: `save_service = staticmethod(services.save_server)`.
+    save_service: ClassVar[Callable[..., Model]]
+    delete_service: ClassVar[Callable[..., None]]
+
     def perm(self, action: str) -> str:
         return f"{self.opts.app_label}.{action}_{self.opts.model_name}"
 
@@ -44,9 +49,8 @@ class TeamScopedAdmin(ScopedListFiltersAdmin):
         return policy.visible(super().get_queryset(request), request.user)
 
     def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return request.user.has_perm(self.perm("view"), obj) or self.has_change_permission(
-            request, obj
-        )
+        may_view = request.user.has_perm(view_permission(self.model), obj)
+        return may_view or self.has_change_permission(request, obj)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(self.perm("add"))
@@ -78,16 +82,27 @@ class TeamScopedAdmin(ScopedListFiltersAdmin):
             self.message_user(request, f"Not allowed for: {', '.join(refused)}", "error")
         return allowed
 
-    # Django's admin log stays; the audit trail gets the same events with team and source.
-    def log_addition(self, request: HttpRequest, obj: Model, message: Any) -> Any:
-        audit.record("create", obj, actor=request.user, source=Source.ADMIN)
-        return super().log_addition(request, obj, message)
+    # Saving and deleting go through the model's service functions, which write the audit
+    # row in the same transaction (Django's admin log stays as well). A service takes the
+    # object's many-to-many values as keyword arguments named after the fields.
+    def save_model(self, request: HttpRequest, obj: Model, form: Any, change: bool) -> None:
+        many = {f.name for f in obj._meta.many_to_many} & set(form.cleaned_data)
+        self.save_service(
+            obj,
+            actor=request.user,
+            source=Source.ADMIN,
+            changed_fields=form.changed_data,
+            **{name: form.cleaned_data[name] for name in many},
+        )
 
-    def log_change(self, request: HttpRequest, obj: Model, message: Any) -> Any:
-        audit.record("change", obj, actor=request.user, source=Source.ADMIN)
-        return super().log_change(request, obj, message)
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        # The object's many-to-many fields were saved by save_model's service.
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
 
-    def log_deletions(self, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
+    def delete_model(self, request: HttpRequest, obj: Model) -> None:
+        self.delete_service(obj, actor=request.user, source=Source.ADMIN)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         for obj in queryset:
-            audit.record("delete", obj, actor=request.user, source=Source.ADMIN)
-        return super().log_deletions(request, queryset)
+            self.delete_model(request, obj)

@@ -284,6 +284,8 @@ API_MAX_BODY_BYTES = envint("API_MAX_BODY_BYTES", 5 * 1024 * 1024)
 # The largest request body the web server (tsubame.webserver) reads at all: a larger one is
 # refused with 413 before it is buffered. Above the API's limit, so the API answers those.
 HTTP_MAX_BODY_BYTES = envint("HTTP_MAX_BODY_BYTES", API_MAX_BODY_BYTES + 1024 * 1024)
+# Every API token expires, at most this many days after it is made.
+API_TOKEN_MAX_DAYS = envint("API_TOKEN_MAX_DAYS", 365)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -32,7 +32,7 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Invalid API token.")
         if token.revoked_at:
             raise exceptions.AuthenticationFailed("This API token was revoked.")
-        if token.expires_at and token.expires_at <= timezone.now():
+        if token.expires_at <= timezone.now():
             raise exceptions.AuthenticationFailed("This API token has expired.")
         if not token.user.is_active:
             raise exceptions.AuthenticationFailed("The token's user is inactive.")

@@ -1,15 +1,16 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.utils import timezone
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts import policy
-from accounts.models import ApiToken, AuditEvent, Membership, Role, Team
+from accounts.models import ApiToken, AuditEvent, Membership, Role, Team, token_expiry
 from tsubame.api.base import StrictModelSerializer, StrictSerializer
 
 ROLE_BY_GROUP = {role.group_name: role.value for role in Role}
@@ -64,6 +65,11 @@ class MembershipChangeSerializer(StrictSerializer):
 
 class ApiTokenSerializer(StrictModelSerializer):
     active = serializers.BooleanField(source="is_active", read_only=True)
+    expires_at = serializers.DateTimeField(
+        required=False,
+        help_text="At most API_TOKEN_MAX_DAYS from now, and never after the token used for "
+        "this request. Omitted: as late as allowed.",
+    )
 
     class Meta:
         model = ApiToken
@@ -79,10 +85,16 @@ class ApiTokenSerializer(StrictModelSerializer):
         ]
         read_only_fields = ["lookup", "created_at", "last_used_at", "revoked_at"]
 
-    def validate_expires_at(self, value: Any) -> Any:
-        if value is not None and value <= timezone.now():
-            raise serializers.ValidationError("The expiry must be in the future.")
-        return value
+    def validate_expires_at(self, value: datetime | None) -> datetime:
+        try:
+            return token_expiry(value, made_with=made_with(self.context["request"]))
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from exc
+
+
+def made_with(request: Any) -> ApiToken | None:
+    """The token that authenticated the request (None for a session)."""
+    return request.auth if isinstance(request.auth, ApiToken) else None
 
 
 class NewApiTokenSerializer(ApiTokenSerializer):

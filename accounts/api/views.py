@@ -8,7 +8,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts import audit
+from accounts import services
 from accounts.api.serializers import (
     ApiTokenSerializer,
     AuditEventSerializer,
@@ -16,6 +16,7 @@ from accounts.api.serializers import (
     MembershipSerializer,
     NewApiTokenSerializer,
     TeamSerializer,
+    made_with,
 )
 from accounts.filters import AuditEventFilter
 from accounts.models import ApiToken, AuditEvent, Membership, Source, Team
@@ -57,12 +58,13 @@ class TeamViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TeamScopedVi
         self.require("accounts.manage_members", team)
         body = MembershipSerializer(data=request.data, context=self.get_serializer_context())
         body.is_valid(raise_exception=True)
-        membership, _ = Membership.objects.update_or_create(
-            team=team,
-            user=body.validated_data["user"],
-            defaults={"role": body.validated_data["role"]},
+        membership = services.set_membership(
+            team,
+            body.validated_data["user"],
+            body.validated_data["role"],
+            actor=request.user,
+            source=Source.API,
         )
-        self._record("add_member", membership)
         return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=MembershipChangeSerializer, responses=MembershipSerializer)
@@ -75,24 +77,18 @@ class TeamViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TeamScopedVi
         if membership is None:
             raise NotFound("No such member in this team.")
         if request.method == "DELETE":
-            self._record("remove_member", membership)
-            membership.delete()
+            services.remove_membership(membership, actor=request.user, source=Source.API)
             return Response(status=status.HTTP_204_NO_CONTENT)
         body = MembershipChangeSerializer(data=request.data, context=self.get_serializer_context())
         body.is_valid(raise_exception=True)
-        membership.role = body.validated_data["role"]
-        membership.save(update_fields=["role"])
-        self._record("change_member", membership)
-        return Response(MembershipSerializer(membership).data)
-
-    def _record(self, action: str, membership: Membership) -> None:
-        audit.record(
-            action,
-            membership,
-            actor=self.request.user,
+        membership = services.set_membership(
+            team,
+            membership.user,
+            body.validated_data["role"],
+            actor=request.user,
             source=Source.API,
-            details={"user": membership.user.get_username(), "role": membership.role.name},
         )
+        return Response(MembershipSerializer(membership).data)
 
 
 class AuditEventViewSet(mixins.ListModelMixin, TeamScopedViewSet):
@@ -125,15 +121,12 @@ class ApiTokenViewSet(
 
     @extend_schema(request=ApiTokenSerializer, responses={201: NewApiTokenSerializer})
     def create(self, request: Request) -> Response:
-        body = ApiTokenSerializer(data=request.data)
+        body = ApiTokenSerializer(data=request.data, context=self.get_serializer_context())
         body.is_valid(raise_exception=True)
         token = ApiToken(user=request.user, **body.validated_data)
-        secret = token.new_secret()
-        token.save()
-        audit.record("create_token", token, actor=request.user, source=Source.API)
+        secret = services.issue_token(token, source=Source.API, made_with=made_with(request))
         data = {**ApiTokenSerializer(token).data, "token": secret}
         return Response(data, status=status.HTTP_201_CREATED)
 
     def perform_destroy(self, instance: ApiToken) -> None:
-        instance.revoke()
-        audit.record("revoke_token", instance, actor=self.request.user, source=Source.API)
+        services.revoke_token(instance, actor=self.request.user, source=Source.API)

@@ -13,11 +13,12 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from accounts.models import ApiToken, AuditEvent, Role, Source, Team
+from accounts.models import ApiToken, AuditEvent, Membership, Role, Source, Team
+from accounts.roles import role_group
 from executions.models import Execution, Status
 from jobs.models import Job
 from servers import ssh
-from servers.models import Server
+from servers.models import Server, Tag
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(60)]
 
@@ -97,6 +98,18 @@ def test_admin_create_change_delete_are_audited(admin, manager, team, sshd, reco
         Event("create", manager, team, Source.ADMIN, "servers.server", pk),
         Event("change", manager, team, Source.ADMIN, "servers.server", pk),
         Event("delete", manager, team, Source.ADMIN, "servers.server", pk),
+    ]
+
+
+def test_admin_bulk_delete_is_audited_per_object(client, superuser, team, recorded):
+    servers = [Server.objects.create(team=team, name=n, host="h", username="u") for n in "ab"]
+    client.force_login(superuser)
+    changelist = reverse("admin:servers_server_changelist")
+    selected = {"action": "delete_selected", "_selected_action": [s.pk for s in servers]}
+    assert client.post(changelist, selected | {"post": "yes"}).status_code == 302
+    assert not Server.objects.exists()
+    assert recorded() == [
+        Event("delete", superuser, team, Source.ADMIN, "servers.server", str(s.pk)) for s in servers
     ]
 
 
@@ -270,3 +283,85 @@ def test_api_token_and_membership_changes_are_audited(
     ]
     assert {e.team for e in events[2:]} == {team}
     assert not newcomer.memberships.exists()
+
+
+# --- through the UI ------------------------------------------------------------------
+
+
+def test_ui_server_job_and_token_changes_are_audited(admin, manager, team, sshd, recorded):
+    tag = Tag.objects.create(name="prod")
+    form = server_form(team, sshd, tags=[tag.pk])
+    assert admin.post(reverse("server-add"), form).status_code == 302
+    server = Server.objects.get(name="web-1")
+    assert list(server.tags.all()) == [tag]
+    edit = reverse("server-edit", args=[server.pk])
+    assert admin.post(edit, form | {"description": "changed"}).status_code == 302
+    job_form = {"team": team.pk, "name": "deploy", "interpreter": "/bin/bash", "script": "true"}
+    job_form |= {"servers": [server.pk], "max_parallel": 10}
+    assert admin.post(reverse("job-add"), job_form).status_code == 302
+    job = Job.objects.get()
+    assert list(job.servers.all()) == [server]
+    admin.post(reverse("token-list"), {"name": "laptop", "expires_in_days": 7})
+    token = ApiToken.objects.get(name="laptop")
+    assert admin.post(reverse("token-revoke", args=[token.pk])).status_code == 302
+
+    assert recorded() == [
+        Event("create", manager, team, Source.UI, "servers.server", str(server.pk)),
+        Event("change", manager, team, Source.UI, "servers.server", str(server.pk)),
+        Event("create", manager, team, Source.UI, "jobs.job", str(job.pk)),
+        Event("create_token", manager, None, Source.UI, "accounts.apitoken", str(token.pk)),
+        Event("revoke_token", manager, None, Source.UI, "accounts.apitoken", str(token.pk)),
+    ]
+    assert AuditEvent.objects.get(action="change").details == {"fields": ["description"]}
+
+
+def test_admin_member_changes_are_audited(admin, manager, team, django_user_model, recorded):
+    ann, bob, cid = (django_user_model.objects.create_user(name) for name in ("ann", "bob", "cid"))
+    viewer, operator = role_group(Role.VIEWER), role_group(Role.OPERATOR)
+    first = Membership.objects.create(team=team, user=ann, role=viewer)
+    second = Membership.objects.create(team=team, user=bob, role=viewer)
+    own = Membership.objects.get(user=manager)
+    rows = [
+        {"id": own.pk, "user": manager.pk, "role": own.role_id},
+        {"id": first.pk, "user": ann.pk, "role": operator.pk},  # a new role
+        {"id": second.pk, "user": cid.pk, "role": viewer.pk},  # bob's row now names cid
+    ]
+    data = {"name": team.name, "description": ""} | membership_rows(team, rows)
+    url = reverse("admin:accounts_team_change", args=[team.pk])
+    assert admin.post(url, data).status_code == 302
+    assert {(m.user.username, m.role) for m in team.memberships.exclude(user=manager)} == {
+        ("ann", operator),
+        ("cid", viewer),
+    }
+    removal = membership_rows(team, [rows[0], rows[1] | {"DELETE": "on"}])
+    assert admin.post(url, {"name": team.name, "description": ""} | removal).status_code == 302
+    assert set(team.memberships.values_list("user__username", flat=True)) == {
+        manager.username,
+        "cid",
+    }
+
+    details = [
+        (e.action, e.details)
+        for e in AuditEvent.objects.filter(object_type="accounts.membership").order_by("id")
+    ]
+    assert details == [
+        ("change_member", {"user": "ann", "role": "Team operator"}),
+        ("remove_member", {"user": "bob", "role": "Team viewer"}),
+        ("add_member", {"user": "cid", "role": "Team viewer"}),
+        ("remove_member", {"user": "ann", "role": "Team operator"}),
+    ]
+    assert {(e.actor, e.team, e.source) for e in recorded()} == {(manager, team, Source.ADMIN)}
+
+
+def membership_rows(team: Team, rows: list[dict[str, object]]) -> dict[str, object]:
+    data: dict[str, object] = {
+        "memberships-TOTAL_FORMS": len(rows),
+        "memberships-INITIAL_FORMS": sum(1 for row in rows if "id" in row),
+        "memberships-MIN_NUM_FORMS": 0,
+        "memberships-MAX_NUM_FORMS": 1000,
+    }
+    for index, row in enumerate(rows):
+        for key, value in row.items():
+            data[f"memberships-{index}-{key}"] = value
+        data[f"memberships-{index}-team"] = team.pk
+    return data

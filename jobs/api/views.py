@@ -13,15 +13,18 @@ from executions.models import Execution, Trigger
 from jobs.api.serializers import JobSerializer, RunSerializer
 from jobs.filters import JobFilter
 from jobs.models import Job
+from jobs.services import delete_job, save_job
 from tsubame.api.base import TeamScopedViewSet
-from tsubame.api.mixins import AuditedWriteMixin
+from tsubame.api.mixins import ServiceWriteMixin
 
 
 class JobViewSet(
-    AuditedWriteMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TeamScopedViewSet
+    ServiceWriteMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TeamScopedViewSet
 ):
     queryset = Job.objects.select_related("team").prefetch_related("servers")
     serializer_class = JobSerializer
+    save_service = staticmethod(save_job)
+    delete_service = staticmethod(delete_job)
     filterset_class = JobFilter
     ordering_fields = ["name", "created_at", "updated_at"]
     ordering = ["name"]

@@ -18,7 +18,7 @@ from servers.api.serializers import (
 from servers.filters import ServerFilter
 from servers.models import Server
 from tsubame.api.base import TeamScopedViewSet
-from tsubame.api.mixins import AuditedWriteMixin
+from tsubame.api.mixins import ServiceWriteMixin
 from tsubame.api.schema import error_response
 
 
@@ -28,10 +28,12 @@ class ServerUnavailable(APIException):
 
 
 class ServerViewSet(
-    AuditedWriteMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TeamScopedViewSet
+    ServiceWriteMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TeamScopedViewSet
 ):
     queryset = Server.objects.select_related("team", "host_key_trusted_by").prefetch_related("tags")
     serializer_class = ServerSerializer
+    save_service = staticmethod(services.save_server)
+    delete_service = staticmethod(services.delete_server)
     filterset_class = ServerFilter
     ordering_fields = ["name", "host", "created_at", "last_check_at"]
     ordering = ["name"]

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
+from django.db.models import Model
 from rest_framework import mixins
 from rest_framework.serializers import BaseSerializer
 
-from accounts import audit
 from accounts.models import Source
 
 
-class AuditedWriteMixin(mixins.CreateModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin):
-    """Creating needs the add permission in the chosen team; moving needs it in the new one."""
+class ServiceWriteMixin(mixins.CreateModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin):
+    """Writes go through the model's service functions, which save the change and its audit
+    row in one transaction (`save_service = staticmethod(services.save_server)`).
+
+    Creating needs the add permission in the chosen team; moving needs it in the new one.
+    A service takes the object's many-to-many values as keyword arguments named after the
+    fields (`tags=`, `servers=`).
+    """
+
+    save_service: ClassVar[Callable[..., Model]]
+    delete_service: ClassVar[Callable[..., None]]
 
     def _add_perm(self) -> str:
         meta = self.get_queryset().model._meta
@@ -20,19 +30,28 @@ class AuditedWriteMixin(mixins.CreateModelMixin, mixins.UpdateModelMixin, mixins
 
     def perform_create(self, serializer: BaseSerializer[Any]) -> None:
         self.require(self._add_perm(), serializer.validated_data["team"])
-        obj = serializer.save()
-        audit.record("create", obj, actor=self.request.user, source=Source.API)
+        model = self.get_queryset().model
+        serializer.instance = self._save(model(), serializer.validated_data)
 
     def perform_update(self, serializer: BaseSerializer[Any]) -> None:
         team = serializer.validated_data.get("team")
         if team is not None and team.pk != serializer.instance.team_id:
             self.require(self._add_perm(), team)
-        obj = serializer.save()
-        changed = sorted(serializer.validated_data)
-        audit.record(
-            "change", obj, actor=self.request.user, source=Source.API, details={"fields": changed}
-        )
+        self._save(serializer.instance, serializer.validated_data)
 
-    def perform_destroy(self, instance: Any) -> None:
-        audit.record("delete", instance, actor=self.request.user, source=Source.API)
-        instance.delete()
+    def perform_destroy(self, instance: Model) -> None:
+        self.delete_service(instance, actor=self.request.user, source=Source.API)
+
+    def _save(self, instance: Model, data: Mapping[str, Any]) -> Model:
+        # What ModelSerializer.create/update would do, handed to the service instead.
+        many = {f.name for f in instance._meta.many_to_many} & set(data)
+        for name, value in data.items():
+            if name not in many:
+                setattr(instance, name, value)
+        return self.save_service(
+            instance,
+            actor=self.request.user,
+            source=Source.API,
+            changed_fields=data.keys(),
+            **{name: data[name] for name in many},
+        )

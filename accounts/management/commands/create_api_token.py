@@ -1,9 +1,11 @@
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 
-from accounts import audit
+from accounts import services
 from accounts.models import ApiToken, Source
 
 
@@ -13,7 +15,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("username")
         parser.add_argument("--name", default="automation")
-        parser.add_argument("--expires-days", type=int, default=None)
+        parser.add_argument(
+            "--expires-days",
+            type=int,
+            default=None,
+            help="Days until it expires: at most API_TOKEN_MAX_DAYS, which is the default.",
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         try:
@@ -21,8 +28,13 @@ class Command(BaseCommand):
         except get_user_model().DoesNotExist:
             raise CommandError(f"no user {options['username']!r}") from None
         days = options["expires_days"]
-        token, secret = ApiToken.issue(
-            user, str(options["name"]), expires_in=timedelta(days=days) if days else None
+        most = settings.API_TOKEN_MAX_DAYS
+        if days is not None and not 1 <= days <= most:
+            raise CommandError(f"--expires-days must be between 1 and {most}")
+        token = ApiToken(
+            user=user,
+            name=str(options["name"]),
+            expires_at=timezone.now() + timedelta(days=days) if days else None,
         )
-        audit.record("create_token", token, actor=user, source=Source.SYSTEM)
+        secret = services.issue_token(token, source=Source.SYSTEM)
         self.stdout.write(secret)
