@@ -86,13 +86,18 @@ def wrapper_command(size: int, interpreter: str, grace: float, heartbeat: float)
 def outlives_silence(heartbeat: float, grace: float) -> float:
     """The longest a script may still run after the remote heard the last heartbeat: the
     clock's phase adds up to one interval to the missed ones, then TERM, grace and KILL."""
-    beat = min(max(heartbeat, MIN_HEARTBEAT_SECONDS), 3600.0)
-    return (MISSED_HEARTBEATS + 1) * beat + min(max(grace, 0.0), 3600.0) + KILL_MARGIN_SECONDS
+    beat, grace = _clamp(heartbeat, MIN_HEARTBEAT_SECONDS), _clamp(grace, 0.0)
+    return (MISSED_HEARTBEATS + 1) * beat + grace + KILL_MARGIN_SECONDS
+
+
+def _clamp(seconds: float, least: float) -> float:
+    """The duration both sides use: the remote's clock and our heartbeat must agree."""
+    return min(max(seconds, least), 3600.0)
 
 
 def _seconds(value: float, least: float) -> str:
     """A duration for `sleep`: integral when it can be, for sleeps that only take integers."""
-    value = min(max(value, least), 3600.0)
+    value = _clamp(value, least)
     return str(int(value)) if value == int(value) else f"{value:.3f}"
 
 
@@ -102,7 +107,7 @@ class Heartbeat:
 
     def __init__(self, channel: paramiko.Channel, interval: float) -> None:
         self._channel = channel
-        self._interval = max(interval, MIN_HEARTBEAT_SECONDS)
+        self._interval = _clamp(interval, MIN_HEARTBEAT_SECONDS)
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="ssh-heartbeat", daemon=True)
 
