@@ -9,7 +9,10 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 # Login shells: the remote wrapper is proven to parse under each of them.
 # chromium: Debian's browser for the end-to-end tests (never a downloaded one).
-DEBIAN_TEST_PACKAGES := openssh-server openssh-client procps zsh fish tcsh chromium
+# busybox: the remote wrapper also runs where /bin/sh is busybox's ash (Alpine).
+# iproute2, iptables: network namespaces for the partition test.
+DEBIAN_TEST_PACKAGES := openssh-server openssh-client procps zsh fish tcsh busybox chromium \
+	iproute2 iptables
 
 .PHONY: run test lint format bench clean
 

@@ -90,6 +90,7 @@ def _run_host(
                     stop=stop,
                     timeout=execution.timeout_seconds,
                     kill_grace=settings.EXECUTION_KILL_GRACE_SECONDS,
+                    heartbeat=settings.SSH_HEARTBEAT_SECONDS,
                 )
         except ssh.SSHError as exc:
             writer.sync(host_run.pk)

@@ -247,6 +247,7 @@ EXECUTION_CANCEL_POLL_SECONDS = envfloat("EXECUTION_CANCEL_POLL_SECONDS", 0.5)
 # Seconds between TERM and KILL when a run is cancelled or times out.
 EXECUTION_KILL_GRACE_SECONDS = envfloat("EXECUTION_KILL_GRACE_SECONDS", 2.0)
 SSH_CONNECT_TIMEOUT_SECONDS = envfloat("SSH_CONNECT_TIMEOUT_SECONDS", 10.0)
+SSH_HEARTBEAT_SECONDS = envfloat("SSH_HEARTBEAT_SECONDS", 5.0)
 
 # Output is written in chunks of at most this many bytes, at most every OUTPUT_FLUSH_SECONDS.
 # At most 128 KiB: one chunk must fit in a WebSocket message once JSON-encoded (up to ~4x).

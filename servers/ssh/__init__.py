@@ -18,6 +18,14 @@ sends TERM to its process group (`kill 0`), waits the grace period and sends KIL
 exit the wrapper kills the watcher first, so daemons the script started on purpose survive.
 Processes that leave the group (setsid, a new session) escape this, as they would a Ctrl-C.
 
+A connection can also die without any EOF: in a network partition sshd never hears a reset
+and, with its default `ClientAliveInterval 0`, keeps the session forever. So once the script
+is sent we write a heartbeat line to stdin every `heartbeat` seconds, from a thread of its
+own (a blocked output callback is not a dead client), and the wrapper's clock, in plain sh
+with `sleep` (no `timeout`, perl or python on the remote), stops the script after
+MISSED_HEARTBEATS intervals without one. The client's TCP gives up on unacknowledged data
+only after that (`outlives_silence`), so a run reported "disconnected" is no longer running.
+
 A connection lost while a command runs gives outcome "disconnected", not an exception: the
 output so far was delivered and the caller records a result either way. Failing to start the
 command at all raises ProtocolError.

@@ -25,6 +25,9 @@ SEND_SIZE = 32 * 1024  # paramiko's maximum packet size; larger writes are split
 EXIT_DRAIN_SECONDS = 2.0
 # After the remote's grace period expires the watcher sends KILL; allow for latency on top.
 KILL_MARGIN_SECONDS = 3.0
+# The remote stops the script after this many heartbeat intervals without one.
+MISSED_HEARTBEATS = 3
+MIN_HEARTBEAT_SECONDS = 0.1
 POLL_SECONDS = 0.1
 INTERPRETER_PATTERN = r"/[A-Za-z0-9_./+-]+"
 INTERPRETER = re.compile(INTERPRETER_PATTERN)
@@ -37,36 +40,95 @@ class RunResult:
     signal: str | None = None
 
 
-def wrapper_command(size: int, interpreter: str, grace: float) -> str:
-    """The remote command; see the module docstring for why it is shaped like this."""
+def wrapper_command(size: int, interpreter: str, grace: float, heartbeat: float) -> str:
+    """The remote command; see the package docstring for why it is shaped like this."""
     if not INTERPRETER.fullmatch(interpreter):
         raise ValueError(f"interpreter must be an absolute path, got {interpreter!r}")
-    grace = min(max(grace, 0.0), 3600.0)
-    grace_text = str(int(grace)) if grace == int(grace) else f"{grace:.3f}"
+    grace_text, beat_text = _seconds(grace, 0.0), _seconds(heartbeat, MIN_HEARTBEAT_SECONDS)
     # One line, no single quote, no backslash: bash, zsh, fish and csh all pass it unchanged.
     steps = [
         "umask 077",
         "f=$(mktemp) || exit 125",
-        'clean() { rm -f "$f"; }',
+        'h=$(mktemp) || { rm -f "$f"; exit 125; }',
+        'clean() { rm -f "$f" "$h"; }',
         f'head -c {size} >"$f"',
         # Fewer bytes means we hung up while sending: never run a truncated script.
         f'[ $(wc -c <"$f") -eq {size} ] || {{ clean; exit 125; }}',
         "exec 3<&0",
-        # The watcher. `kill -0 $$`: if the wrapper already finished, this EOF is just the
-        # channel closing after a normal exit and the script's daemons must live.
-        '{ while read -r _; do :; done <&3; kill -0 $$ || exit; trap "" TERM; kill -TERM 0; '
-        f"sleep {grace_text}; clean; kill -KILL 0; }} >/dev/null 2>&1 & w=$!",
+        # Stops the script's process group. `kill -0 $$`: if the wrapper already finished,
+        # the client just went away after a normal exit and the script's daemons must live.
+        'stop_all() { kill -0 $$ || exit; trap "" TERM; kill -TERM 0; '
+        f"sleep {grace_text}; clean; kill -KILL 0; }}",
+        # The listener marks $h on every heartbeat line and stops the script at stdin EOF:
+        # we cancelled, the channel closed, or the connection was reset.
+        '{ while read -r _; do echo >"$h"; done <&3; stop_all; } >/dev/null 2>&1 & w=$!',
+        # The clock catches the silent death that EOF never reports (a network partition,
+        # a host that lost power): MISSED_HEARTBEATS ticks in a row with $h unmarked. It
+        # sleeps in the background so that `kill $t` below can take its `sleep` along.
+        "tock() { kill $s; exit; }",
+        f"{{ trap tock TERM; m=0; while [ $m -lt {MISSED_HEARTBEATS} ]; do "
+        f"sleep {beat_text} & s=$!; wait $s; "
+        'if [ -s "$h" ]; then m=0; : >"$h"; else m=$((m + 1)); fi; done; stop_all; } '
+        "</dev/null >/dev/null 2>&1 3<&- & t=$!",
         # Only now: dash drops a TERM that reaches a new subshell still carrying the parent's
         # trap, which made `kill $w` fail often under load. PIPE because sh dies writing
         # "Terminated" to a stderr whose channel is gone.
         'trap "clean; exit 143" TERM HUP PIPE',
         f'{interpreter} "$f" </dev/null 3<&-',
         "rc=$?",
-        "kill $w 2>/dev/null",
+        "kill $w $t 2>/dev/null",
         "clean",
         "exit $rc",
     ]
     return "exec /bin/sh -c '" + "; ".join(steps) + "'"
+
+
+def outlives_silence(heartbeat: float, grace: float) -> float:
+    """The longest a script may still run after the remote heard the last heartbeat: the
+    clock's phase adds up to one interval to the missed ones, then TERM, grace and KILL."""
+    beat, grace = _clamp(heartbeat, MIN_HEARTBEAT_SECONDS), _clamp(grace, 0.0)
+    return (MISSED_HEARTBEATS + 1) * beat + grace + KILL_MARGIN_SECONDS
+
+
+def _clamp(seconds: float, least: float) -> float:
+    """The duration both sides use: the remote's clock and our heartbeat must agree."""
+    return min(max(seconds, least), 3600.0)
+
+
+def _seconds(value: float, least: float) -> str:
+    """A duration for `sleep`: integral when it can be, for sleeps that only take integers."""
+    value = _clamp(value, least)
+    return str(int(value)) if value == int(value) else f"{value:.3f}"
+
+
+class Heartbeat:
+    """Sends the remote listener a line every `interval` seconds from a thread of its own, so
+    that an output callback applying backpressure never looks like a dead client."""
+
+    def __init__(self, channel: paramiko.Channel, interval: float) -> None:
+        self._channel = channel
+        self._interval = _clamp(interval, MIN_HEARTBEAT_SECONDS)
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="ssh-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        """Start beating, once; never again after stop()."""
+        if self._thread.ident is None and not self._stopped.is_set():
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stopped.wait(self._interval):
+            try:
+                self._channel.send(b"\n")
+            except TimeoutError:
+                pass  # the remote is not reading stdin right now; the next beat may get through
+            except (OSError, EOFError, paramiko.SSHException):
+                return  # the channel or the connection is gone: nobody left to tell
 
 
 def supervise(
@@ -76,8 +138,10 @@ def supervise(
     stop: threading.Event,
     timeout: float | None,
     kill_grace: float,
+    beats: Heartbeat,
 ) -> Outcome:
-    """Feed the script, pump output, and stop the remote on cancel or timeout."""
+    """Feed the script, start the heartbeat, pump output, and stop the remote on cancel or
+    timeout. The caller stops `beats` when the run is over."""
     deadline = None if timeout is None else time.monotonic() + timeout
     outcome: Outcome = "exited"
     sent = 0
@@ -107,6 +171,7 @@ def supervise(
             elif deadline is not None and now >= deadline:
                 outcome = "timed_out"
             if outcome != "exited":
+                beats.stop()
                 if not channel.closed:
                     channel.shutdown_write()  # stdin EOF: the remote watcher kills the group
                 give_up_at = now + kill_grace + KILL_MARGIN_SECONDS
@@ -120,6 +185,8 @@ def supervise(
             except OSError:
                 sent = len(script)  # the channel is gone; the checks above will notice
             continue
+        if give_up_at is None:
+            beats.start()  # only now: a heartbeat inside the script would corrupt it
         if busy:
             continue
         if channel.eof_received or channel.closed:

@@ -10,8 +10,16 @@ from dataclasses import dataclass
 import paramiko
 
 from servers.ssh.errors import ConnectTimeout, ProtocolError, SSHError
-from servers.ssh.remote import RunResult, Stream, capture_exit_signals, supervise, wrapper_command
-from servers.ssh.transport import Target, open_transport
+from servers.ssh.remote import (
+    Heartbeat,
+    RunResult,
+    Stream,
+    capture_exit_signals,
+    outlives_silence,
+    supervise,
+    wrapper_command,
+)
+from servers.ssh.transport import Target, give_up_on_silent_peer_after, open_transport
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,8 @@ class Session:
         self._target = target
         self._signals: dict[int, str] = {}
         capture_exit_signals(transport, self._signals)
+        self._patience = 0.0  # how long this connection waits for a silent server
+        self._patience_lock = threading.Lock()
 
     def __enter__(self) -> Session:
         return self
@@ -74,19 +84,27 @@ class Session:
         stop: threading.Event,
         timeout: float | None = None,
         kill_grace: float = 2.0,
+        heartbeat: float = 5.0,
     ) -> RunResult:
         """Run `script` with `interpreter`, passing output to `on_output` as it arrives.
 
         `on_output` may block: that only slows the remote down. Each stream's bytes arrive in
         order; how stdout and stderr interleave is not preserved (the channel buffers them
         apart). Raises ProtocolError if the command cannot be started.
+
+        The remote stops the script when it hears no heartbeat, sent every `heartbeat`
+        seconds, for MISSED_HEARTBEATS intervals: a partitioned client cannot hang up.
         """
-        command = wrapper_command(len(script), interpreter, kill_grace)
+        command = wrapper_command(len(script), interpreter, kill_grace, heartbeat)
         if stop.is_set():
             return RunResult("cancelled", None)
+        self._outwait(outlives_silence(heartbeat, kill_grace))
         channel = self._open(command)
+        beats = Heartbeat(channel, heartbeat)
         try:
-            outcome = supervise(channel, memoryview(script), on_output, stop, timeout, kill_grace)
+            outcome = supervise(
+                channel, memoryview(script), on_output, stop, timeout, kill_grace, beats
+            )
             signal = self._signals.get(channel.get_id())
             reported = channel.exit_status >= 0 or signal is not None
             if outcome == "exited" and not reported:
@@ -94,9 +112,18 @@ class Session:
             exit_code = channel.exit_status if channel.exit_status >= 0 else None
             return RunResult(outcome, exit_code, signal)
         finally:
+            beats.stop()
             # Closing sends EOF too, so even if on_output raised the watcher stops the script.
             channel.close()
             self._signals.pop(channel.get_id(), None)
+
+    def _outwait(self, seconds: float) -> None:
+        """Give up on a silent server only once a script it runs for us must have stopped:
+        a run reported lost while its script still runs would run twice if re-run."""
+        with self._patience_lock:
+            if seconds > self._patience:
+                self._patience = seconds
+                give_up_on_silent_peer_after(self._transport, seconds)
 
     def _open(self, command: str) -> paramiko.Channel:
         try:

@@ -6,6 +6,7 @@ Fan-out to one address copes with sshd's MaxStartups by limiting concurrent hand
 
 from __future__ import annotations
 
+import contextlib
 import random
 import socket
 import threading
@@ -156,6 +157,15 @@ def _detect_dead_peer(sock: socket.socket) -> None:
     ):
         if hasattr(socket, option):  # Linux; other systems keep their defaults
             sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
+def give_up_on_silent_peer_after(transport: paramiko.Transport, seconds: float) -> None:
+    """Let unacknowledged data wait `seconds` (never less than DEAD_PEER_SECONDS) before the
+    connection counts as dead."""
+    if hasattr(socket, "TCP_USER_TIMEOUT"):
+        milliseconds = int(max(seconds, DEAD_PEER_SECONDS) * 1000)
+        with contextlib.suppress(OSError):  # already closed: nothing left to wait for
+            transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, milliseconds)
 
 
 def _verify_host_key(transport: paramiko.Transport, pinned: HostKey | None) -> None:

@@ -24,6 +24,7 @@ from types import EllipsisType
 import pytest
 
 from servers.ssh import Credentials, HostKey, Target
+from servers.tests import netns
 
 SSHD = Path("/usr/sbin/sshd")
 TEST_USER = "tsubame-ssh"
@@ -187,13 +188,13 @@ class LocalSshd:
     def start(self) -> LocalSshd:
         # The free port can be taken between probing and binding; a few tries hide that race.
         for _attempt in range(3):
-            self.port = _free_port()
+            self.port = self._choose_port()
             config = self.directory / "sshd_config"
             config.write_text(self._config())
             subprocess.run([str(SSHD), "-t", "-f", str(config)], check=True)
             log = self.log_path.open("ab")
             self._process = subprocess.Popen(
-                [str(SSHD), "-D", "-e", "-f", str(config)],
+                [*self._launcher(), str(SSHD), "-D", "-e", "-f", str(config)],
                 stdout=log,
                 stderr=log,
                 stdin=subprocess.DEVNULL,
@@ -207,6 +208,13 @@ class LocalSshd:
             if self._process.poll() is None:
                 return self
         raise RuntimeError(f"sshd did not start; log:\n{self.log_text()}")
+
+    def _choose_port(self) -> int:
+        return _free_port()
+
+    def _launcher(self) -> list[str]:
+        """What sshd's command line is prefixed with."""
+        return []
 
     def _accepts_or_died(self) -> bool:
         assert self._process is not None
@@ -285,6 +293,27 @@ class LocalSshd:
         )
 
 
+class NamespacedSshd(LocalSshd):
+    """An sshd alone in a network namespace, so that a test can cut the network to it."""
+
+    def __init__(
+        self, client_keys: ClientKeys, namespace: netns.NetworkNamespace, **options: object
+    ) -> None:
+        super().__init__(client_keys, **options)  # type: ignore[arg-type]
+        self.namespace = namespace
+        self.host = namespace.address
+
+    def _choose_port(self) -> int:
+        return 22  # nothing else listens in a new namespace
+
+    def _launcher(self) -> list[str]:
+        return self.namespace.exec_prefix()
+
+    def partition(self) -> None:
+        """From now on every packet between this server and its clients is dropped."""
+        self.namespace.partition(self.port)
+
+
 @pytest.fixture(scope="session")
 def ssh_client_keys(tmp_path_factory: pytest.TempPathFactory) -> ClientKeys:
     _require_sshd()
@@ -322,3 +351,16 @@ def make_sshd(ssh_client_keys: ClientKeys) -> Iterator[Callable[..., LocalSshd]]
     yield make
     for server in servers:
         server.cleanup()
+
+
+@pytest.fixture
+def partitionable_sshd(ssh_client_keys: ClientKeys) -> Iterator[NamespacedSshd]:
+    """A fresh sshd in its own network namespace, deleted afterwards with all it runs."""
+    reason = netns.missing_requirement()
+    if reason is not None:
+        pytest.skip(reason)
+    with (
+        netns.NetworkNamespace.open() as namespace,
+        NamespacedSshd(ssh_client_keys, namespace, limits=GENEROUS_LIMITS) as server,
+    ):
+        yield server

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from servers import ssh
-from servers.ssh.remote import wrapper_command
+from servers.ssh.remote import MISSED_HEARTBEATS, wrapper_command
 
 if TYPE_CHECKING:
     from servers.tests.sshd import LocalSshd
@@ -564,7 +564,7 @@ def test_script_leaves_no_temp_file_behind(session: ssh.Session) -> None:
 
 def test_remote_command_has_no_quote_backslash_or_newline() -> None:
     # fish treats backslashes inside single quotes specially and csh rejects newlines there.
-    command = wrapper_command(123, "/usr/bin/python3", 2.5)
+    command = wrapper_command(123, "/usr/bin/python3", 2.5, 0.5)
     assert command.startswith("exec /bin/sh -c '")
     assert command.endswith("'")
     body = command.removeprefix("exec /bin/sh -c '").removesuffix("'")
@@ -581,7 +581,7 @@ def test_remote_command_works_under_any_login_shell(shell: str) -> None:
     # What sshd does with a command: `$SHELL -c COMMAND` in a new session (so that the
     # watcher's `kill 0` could never reach pytest), stdin kept open until the end.
     remote = subprocess.Popen(
-        [shell, "-c", wrapper_command(len(script), "/bin/sh", 1)],
+        [shell, "-c", wrapper_command(len(script), "/bin/sh", 1, 10)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         start_new_session=True,
@@ -595,6 +595,84 @@ def test_remote_command_works_under_any_login_shell(shell: str) -> None:
         assert remote.wait(10) == 3
     finally:
         remote.stdin.close()
+
+
+def start_wrapper(shell: list[str], script: bytes, heartbeat: float) -> subprocess.Popen[bytes]:
+    """The wrapper's body run by `shell` as if it were /bin/sh, the way sshd runs a command
+    (a new session, stdin open until we close it), with the script already sent."""
+    command = wrapper_command(len(script), "/bin/bash", 0.5, heartbeat)
+    body = command.removeprefix("exec /bin/sh -c '").removesuffix("'")
+    remote = subprocess.Popen(
+        [*shell, "-c", body], stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True
+    )
+    assert remote.stdin is not None
+    remote.stdin.write(script)
+    remote.stdin.flush()
+    return remote
+
+
+# /bin/sh is dash on Debian, bash on Red Hat and busybox's ash on Alpine.
+SYSTEM_SHELLS = {"dash": ["/bin/dash"], "bash": ["/bin/bash"], "busybox": ["/bin/busybox", "sh"]}
+
+
+@pytest.mark.parametrize("shell", SYSTEM_SHELLS.values(), ids=SYSTEM_SHELLS.keys())
+def test_remote_stops_the_script_once_the_client_falls_silent(shell: list[str], token: str) -> None:
+    if not Path(shell[0]).exists():
+        pytest.skip(f"{shell[0]} is not installed")
+    remote = start_wrapper(shell, f'echo "$0"; exec -a {token} sleep 60'.encode(), 0.2)
+    assert remote.stdin is not None
+    assert remote.stdout is not None
+    try:
+        script_file = Path(remote.stdout.readline().decode().strip())
+        for _beat in range(20):  # ten heartbeat intervals, where three silent ones stop it
+            remote.stdin.write(b"\n")
+            remote.stdin.flush()
+            time.sleep(0.1)
+        assert pids_tagged(token)
+        # Then a partition: stdin stays open, no EOF ever comes, and no heartbeat either.
+        wait_until(lambda: not pids_tagged(token), 10, "the silent client's script is stopped")
+        assert remote.wait(10) == 143
+        assert not script_file.exists()
+    finally:
+        remote.stdin.close()
+        remote.kill()
+
+
+def test_heartbeats_keep_a_script_alive_past_the_silence_limit(session: ssh.Session) -> None:
+    # Ten heartbeat intervals: without heartbeats the remote would stop it after three.
+    result, output = run(session, "sleep 2; echo done", heartbeat=0.2)
+    assert (result, output.stdout) == (ssh.RunResult("exited", 0), b"done\n")
+
+
+def test_blocked_output_callback_does_not_look_like_a_dead_client(session: ssh.Session) -> None:
+    def stuck(stream: ssh.Stream, data: bytes) -> None:
+        output(stream, data)
+        time.sleep(2)  # storage stalls for ten heartbeat intervals
+
+    output = Output()
+    script = b"echo first; sleep 1; echo second"
+    result = session.run(script, "/bin/bash", stuck, stop=threading.Event(), heartbeat=0.2)
+    assert (result, output.stdout) == (ssh.RunResult("exited", 0), b"first\nsecond\n")
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_USER_TIMEOUT"), reason="Linux only")
+def test_client_outwaits_what_a_silent_server_may_still_run(sshd: LocalSshd) -> None:
+    # Reported lost while the remote script still runs, a re-run would run it twice at once.
+    with ssh.connect(sshd.target()) as session:
+        run(session, "true", heartbeat=30, kill_grace=5)
+        sock = session._transport.sock
+        waits = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) / 1000
+    assert waits > (MISSED_HEARTBEATS + 1) * 30 + 5
+
+
+def test_normal_exit_leaves_no_heartbeat_clock_behind(session: ssh.Session) -> None:
+    heartbeat = 50 + uuid.uuid4().int % 999 / 1000 + 0.001  # a `sleep` no one else runs
+    clock = f"^sleep {heartbeat:.3f}$"
+    # The script ends once the clock is ticking, so that there is a clock to leave behind.
+    script = f'for i in $(seq 200); do pgrep -f "{clock}" && exit; sleep 0.05; done; exit 1'
+    result, _ = run(session, script, heartbeat=heartbeat)
+    assert result == ssh.RunResult("exited", 0)
+    assert subprocess.run(["pgrep", "-f", clock]).returncode == 1
 
 
 def test_relative_interpreter_is_rejected(session: ssh.Session) -> None:
