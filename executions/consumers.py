@@ -11,6 +11,12 @@ Messages sent, in order:
   {"type": "end"}   once the execution has finished and every chunk was sent
 "b64" carries the exact bytes when a chunk is not valid UTF-8 ("text" then shows it with
 replacement characters).
+
+A socket that may not stream is accepted and then closed with a code that says why: 4401
+signed out, 4404 no such execution (or not yours to see), 4400 a malformed `after`; 4500
+asks the client to reconnect. Access is checked again every LIVE_ACCESS_RECHECK_SECONDS.
+The channel layer is only a doorbell: while it fails (Redis down) the consumer reads the
+database every LIVE_FALLBACK_POLL_SECONDS and joins its group again once the layer is back.
 """
 
 from __future__ import annotations
@@ -20,11 +26,16 @@ import base64
 import contextlib
 import json
 import logging
+from importlib import import_module
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.auth import get_user
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import BaseChannelLayer, get_channel_layer
+from channels.utils import await_many_dispatch
 from django.conf import settings
 
 from accounts import policy
@@ -114,40 +125,67 @@ class ExecutionConsumer(AsyncJsonWebsocketConsumer):
         # Not ASCII-escaped: non-ASCII output would otherwise take 6 bytes a character.
         return json.dumps(content, ensure_ascii=False)
 
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Serve one socket, with the channel layer kept out of the dispatch loop.
+
+        channels' base class reads the layer in the same loop as the client's frames, so one
+        layer error (Redis down) would end the connection. Here the layer only rings the
+        doorbell, from a task of its own (`listen`), and the stream works without it.
+        """
+        self.scope = scope
+        self.base_send = send
+        with contextlib.suppress(StopConsumer):
+            await await_many_dispatch([receive], self.dispatch)
+
     async def connect(self) -> None:
         self.execution_id = int(self.scope["url_route"]["kwargs"]["execution_id"])
-        self.pump_task: asyncio.Task[None] | None = None
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
-            return
-        if not await database_sync_to_async(self._visible)(user):
-            # Not found and not allowed look the same: existence is not leaked.
-            await self.close(code=CLOSE_NOT_FOUND)
-            return
-        query = parse_qs(self.scope.get("query_string", b"").decode())
-        try:
-            self.last_seq = int(query.get("after", ["-1"])[0])
-        except ValueError:
-            await self.close(code=CLOSE_BAD_REQUEST)
+        self.tasks: list[asyncio.Task[None]] = []
+        # Accept, then refuse: a socket closed before it is accepted gets HTTP 403 from
+        # daphne, and the client could not tell "signed out" from "not found".
+        await self.accept()
+        refusal = await self.refusal()
+        if refusal is None:
+            query = parse_qs(self.scope.get("query_string", b"").decode())
+            try:
+                self.last_seq = int(query.get("after", ["-1"])[0])
+            except ValueError:
+                refusal = CLOSE_BAD_REQUEST
+        if refusal is not None:
+            await self.close(code=refusal)
             return
         self.doorbell = asyncio.Event()
-        await self.channel_layer.group_add(live.group_name(self.execution_id), self.channel_name)
-        await self.accept()
-        self.pump_task = asyncio.create_task(self.pump())
+        # Whether rings arrive: None until the first try to join the execution's group.
+        self.layer_works: bool | None = None
+        self.tasks.append(asyncio.create_task(self.pump()))
+        layer = get_channel_layer()
+        if layer is not None:
+            self.tasks.append(asyncio.create_task(self.listen(layer)))
 
     async def disconnect(self, code: int) -> None:
-        if self.pump_task:
-            self.pump_task.cancel()
-            await self.channel_layer.group_discard(
-                live.group_name(self.execution_id), self.channel_name
-            )
-
-    async def execution_changed(self, event: dict[str, Any]) -> None:
-        self.doorbell.set()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Clients only listen; anything they send (JSON or not) is ignored."""
+
+    async def refusal(self) -> int | None:
+        """Why this socket may not stream, as its close code; None while it may.
+
+        Asked on connect and again every LIVE_ACCESS_RECHECK_SECONDS, from the session as it
+        is stored now: a logout, a password change or a deactivation signs the socket out,
+        and a removed membership makes the execution vanish.
+        """
+        session = import_module(settings.SESSION_ENGINE).SessionStore(
+            self.scope["session"].session_key
+        )
+        user = await get_user({"session": session})
+        if not user.is_authenticated:
+            return CLOSE_UNAUTHENTICATED
+        if not await database_sync_to_async(self._visible)(user):
+            # Not found and not allowed look the same: existence is not leaked.
+            return CLOSE_NOT_FOUND
+        return None
 
     def _visible(self, user: Any) -> bool:
         return policy.visible(Execution.objects.filter(pk=self.execution_id), user).exists()
@@ -171,9 +209,23 @@ class ExecutionConsumer(AsyncJsonWebsocketConsumer):
             logger.exception("live output of execution %s failed", self.execution_id)
             await self.close(code=CLOSE_SERVER_ERROR)
 
+    def poll_seconds(self) -> float:
+        """How long to wait for a ring before reading the database anyway."""
+        if self.layer_works:
+            return settings.LIVE_POLL_SECONDS
+        return min(settings.LIVE_POLL_SECONDS, settings.LIVE_FALLBACK_POLL_SECONDS)
+
     async def _follow(self) -> None:
+        loop = asyncio.get_running_loop()
+        recheck_at = loop.time() + settings.LIVE_ACCESS_RECHECK_SECONDS
         sent_status: dict[str, Any] | None = None
         while True:
+            if loop.time() >= recheck_at:
+                refusal = await self.refusal()
+                if refusal is not None:
+                    await self.close(code=refusal)
+                    return
+                recheck_at = loop.time() + settings.LIVE_ACCESS_RECHECK_SECONDS
             self.doorbell.clear()
             status, chunks, more = await database_sync_to_async(self._read_new)()
             for message in output_messages(chunks):
@@ -188,5 +240,60 @@ class ExecutionConsumer(AsyncJsonWebsocketConsumer):
             if status["execution"]["finished"]:
                 await self.send_json({"type": "end"})
                 return
+            wait = min(self.poll_seconds(), max(0.0, recheck_at - loop.time()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.doorbell.wait(), settings.LIVE_POLL_SECONDS)
+                await asyncio.wait_for(self.doorbell.wait(), wait)
+
+    async def listen(self, layer: BaseChannelLayer) -> None:
+        """Ring the doorbell for every message of the channel layer while the socket is open.
+
+        The layer may fail at any time (Redis down): the stream then reads the database every
+        LIVE_FALLBACK_POLL_SECONDS, and this loop tries to join again as often. The group is
+        also joined again every LIVE_POLL_SECONDS, because a restarted Redis has forgotten it
+        without an error reaching every consumer (channels-redis has one reader per process).
+        """
+        loop = asyncio.get_running_loop()
+        group = live.group_name(self.execution_id)
+        channel = await layer.new_channel()
+        message: asyncio.Future[Any] | None = None
+        join_at = loop.time()
+        try:
+            while True:
+                try:
+                    if loop.time() >= join_at:
+                        await layer.group_add(group, channel)
+                        join_at = loop.time() + settings.LIVE_POLL_SECONDS
+                        self._layer_state(works=True)
+                    message = message or asyncio.ensure_future(layer.receive(channel))
+                    done, _ = await asyncio.wait({message}, timeout=join_at - loop.time())
+                    if done:
+                        received, message = message, None
+                        received.result()  # raises what the layer raised
+                        self.doorbell.set()
+                except Exception:
+                    if message is not None and message.done():
+                        message = None
+                    join_at = loop.time()
+                    self._layer_state(works=False)
+                    await asyncio.sleep(settings.LIVE_FALLBACK_POLL_SECONDS)
+        finally:
+            if message is not None:
+                message.cancel()
+            with contextlib.suppress(Exception):
+                await layer.group_discard(group, channel)
+
+    def _layer_state(self, *, works: bool) -> None:
+        if works == self.layer_works:
+            return
+        if works and self.layer_works is False:
+            logger.info("live output of execution %s: the channel layer is back", self.execution_id)
+        elif not works:
+            logger.warning(
+                "live output of execution %s polls the database: the channel layer failed",
+                self.execution_id,
+                exc_info=True,
+            )
+        self.layer_works = works
+        # Either way the follower reads now and waits for the new interval: a ring may have
+        # been lost, and a wait meant for a working doorbell may be far too long now.
+        self.doorbell.set()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -121,6 +122,7 @@ def execution_detail(request: HttpRequest, pk: int) -> HttpResponse:
     viewer = {
         "execution": execution.pk,
         "socket": f"/ws/executions/{execution.pk}/",
+        "login": f"{reverse('login')}?{urlencode({'next': request.get_full_path()}, safe='/')}",
         "after": start_after,
         "hosts": [{"id": run.pk, "name": logs.one_line(run.server_name)} for run in host_runs],
     }

@@ -15,14 +15,14 @@ def build_application() -> "ProtocolTypeRouter":
     """The ASGI router, built by a function so that tests can build their own."""
     from channels.auth import AuthMiddlewareStack
     from channels.routing import ProtocolTypeRouter, URLRouter
-    from channels.security.websocket import AllowedHostsOriginValidator
 
     from executions.routing import websocket_urlpatterns
+    from tsubame.websocket import SameOriginMiddleware
 
     return ProtocolTypeRouter(
         {
             "http": django_asgi_app,
-            "websocket": AllowedHostsOriginValidator(
+            "websocket": SameOriginMiddleware(
                 AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
             ),
         }

@@ -232,6 +232,11 @@ else:
 # How often a live-output consumer looks at the database without a doorbell. With Redis the
 # doorbell does the work and polling is only a safety net.
 LIVE_POLL_SECONDS = envfloat("LIVE_POLL_SECONDS", 5.0 if REDIS_URL else 0.1)
+# While the channel layer fails (Redis down), consumers poll this often instead, and try to
+# join their group again as often.
+LIVE_FALLBACK_POLL_SECONDS = envfloat("LIVE_FALLBACK_POLL_SECONDS", 0.5)
+# An open live-output socket checks this often that its session and access still hold.
+LIVE_ACCESS_RECHECK_SECONDS = envfloat("LIVE_ACCESS_RECHECK_SECONDS", 5.0)
 
 # The longest one execution may occupy a worker process; django-q2 kills it after this.
 EXECUTION_MAX_SECONDS = envint("EXECUTION_MAX_SECONDS", 7 * 24 * 3600)

@@ -1,4 +1,4 @@
-"""Live output over the WebSocket: replay, follow, resume, and who may listen."""
+"""Live output over the WebSocket: replay, follow, resume (who may listen: test_live_access)."""
 
 import base64
 import json
@@ -7,31 +7,17 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.test import Client
 
-from accounts.models import Membership, Role
-from accounts.roles import role_group
 from executions import runner
-from executions.consumers import (
-    CLOSE_NOT_FOUND,
-    CLOSE_SERVER_ERROR,
-    CLOSE_UNAUTHENTICATED,
-    MAX_MESSAGE_BYTES,
-)
+from executions.consumers import CLOSE_SERVER_ERROR, MAX_MESSAGE_BYTES
 from executions.models import Execution, Status
 from executions.tests.helpers import start
+from executions.tests.live_client import session_headers
 from tsubame.asgi import build_application
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
 SCRIPT = "for i in $(seq 1 300); do echo line$i; echo warn$i >&2; done; sleep 0.3; echo done"
-
-
-def session_headers(user) -> list[tuple[bytes, bytes]]:
-    client = Client()
-    client.force_login(user)
-    cookie = f"sessionid={client.cookies['sessionid'].value}"
-    return [(b"cookie", cookie.encode()), (b"origin", b"http://localhost")]
 
 
 async def listen(path: str, headers, *, until_end: bool = True, timeout: float = 30):
@@ -104,43 +90,6 @@ def test_binary_output_reaches_the_client_losslessly(make_server, make_job, supe
     (chunk,) = chunks_of(messages)
     assert base64.b64decode(chunk["b64"]) == b"ok \xff\xfe\n"
     assert chunk["text"] == "ok \ufffd\ufffd\n"
-
-
-def test_anonymous_client_is_refused(make_server, make_job):
-    execution = start(make_job("echo secret", [make_server()]))
-    connected, code, _ = async_to_sync(listen)(
-        f"/ws/executions/{execution.pk}/", [(b"origin", b"http://localhost")]
-    )
-    assert not connected
-    assert code == CLOSE_UNAUTHENTICATED
-
-
-def test_user_without_permission_cannot_tell_the_execution_exists(
-    make_server, make_job, django_user_model, team
-):
-    execution = start(make_job("echo secret", [make_server()]))
-    outsider = django_user_model.objects.create_user("outsider", password="pw-out-123!")
-    headers = session_headers(outsider)
-    _, code_existing, _ = async_to_sync(listen)(f"/ws/executions/{execution.pk}/", headers)
-    _, code_missing, _ = async_to_sync(listen)(f"/ws/executions/{execution.pk + 999}/", headers)
-    assert code_existing == code_missing == CLOSE_NOT_FOUND
-
-    Membership.objects.create(team=team, user=outsider, role=role_group(Role.VIEWER))
-    runner.run_execution(execution.pk)
-    connected, _, messages = async_to_sync(listen)(
-        f"/ws/executions/{execution.pk}/", session_headers(outsider)
-    )
-    assert connected
-    assert text(chunks_of(messages), "stdout") == "secret\n"
-
-
-def test_foreign_origin_is_refused(make_server, make_job, superuser):
-    execution = start(make_job("echo hi", [make_server()]))
-    headers = [h for h in session_headers(superuser) if h[0] != b"origin"]
-    connected, _, _ = async_to_sync(listen)(
-        f"/ws/executions/{execution.pk}/", [*headers, (b"origin", b"http://evil.example")]
-    )
-    assert not connected
 
 
 async def _listen_then_break(path, headers, execution_id):

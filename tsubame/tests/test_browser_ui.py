@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import subprocess
 
 import pytest
@@ -207,3 +208,41 @@ def test_log_viewer_switches_hosts_renders_progress_and_resumes_without_gaps(
     page.goto("/")
     screenshot(page, "ui-dashboard-phone")
     assert violations == []
+
+
+def test_log_viewer_stops_and_says_so_when_the_session_ends(
+    live_app, page, django_user_model, make_server, make_job, team, shared_dir
+):
+    from playwright.sync_api import expect
+
+    from executions.tests.live_client import GATED_SCRIPT, go
+
+    user = django_user_model.objects.create_user("lou", password=PASSWORD)
+    Membership.objects.create(team=team, user=user, role=role_group(Role.OPERATOR))
+    job = make_job(GATED_SCRIPT.format(dir=shared_dir), [make_server(name="alpha")])
+    sockets = []
+    page.on("websocket", lambda socket: sockets.append(socket))
+    log_in(page, live_app.url + "/login/", "lou", PASSWORD)
+    page.goto(f"/jobs/{job.pk}/")
+    page.click("#run-default button")
+    try:
+        wait_for_terminal(page, "step1")
+        # Log out in another tab of the same browser: the open viewer's session is gone.
+        other = page.context.new_page()
+        other.goto("/")
+        with other.expect_navigation():
+            other.evaluate("() => document.querySelector('form[action=\"/logout/\"]').submit()")
+        state = page.locator("#stream-state")
+        expect(state).to_have_text("You are signed out: sign in again", timeout=20_000)
+        assert page.evaluate("() => window.tsubameViewer.refusedWith") == 4401
+        expect(state.get_by_role("link", name="sign in again")).to_have_attribute(
+            "href", re.compile(r"^/login/\?next=/executions/\d+/$")
+        )
+        opened = len(sockets)
+        page.wait_for_timeout(2000)  # four times the first retry delay: no retry comes
+        assert len(sockets) == opened
+        expect(state).to_have_text("You are signed out: sign in again")
+        screenshot(page, "ui-execution-signed-out")
+    finally:
+        for step in (1, 2, 3, 4):
+            go(shared_dir, step)

@@ -2,7 +2,8 @@
 //
 // The page opens at the end of the output (the server picks `after` so that only the last
 // few MB are replayed), follows new output, and reconnects after a network drop with the
-// last sequence number it has, so nothing is missed or shown twice. Output stays in memory
+// last sequence number it has, so nothing is missed or shown twice. When the server refuses
+// the socket (signed out, not found), it stops and says why instead of retrying. Output stays in memory
 // (up to MAX_KEPT_BYTES) so that switching between hosts and the combined view is instant.
 (function () {
   "use strict";
@@ -142,14 +143,36 @@
   }
 
   // --- the stream ----------------------------------------------------------------------
+  // Close codes after which reconnecting cannot help: the viewer stops and says why.
+  const refusals = {
+    4400: "Live output refused: bad request",
+    4401: "You are signed out: ",
+    4403: "Live output refused: this address is not one of the site's trusted origins",
+    4404: "This execution does not exist or you cannot see it",
+  };
+  let refusedWith = null;
+
+  function stop(code) {
+    refusedWith = code;
+    state.classList.add("refused");
+    state.textContent = refusals[code];
+    if (code === 4401) {
+      const link = document.createElement("a");
+      link.href = config.login;
+      link.textContent = "sign in again";
+      state.append(link);
+    }
+  }
+
   function connect() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     socket = new WebSocket(`${scheme}://${location.host}${config.socket}?after=${lastSeq}`);
     socket.onopen = () => {
-      retryDelay = 500;
       state.textContent = "live";
     };
     socket.onmessage = (event) => {
+      // Back-off ends with the first message, not on open: a refusal opens, then closes.
+      retryDelay = 500;
       const message = JSON.parse(event.data);
       if (message.type === "output") {
         keep(message.chunks);
@@ -163,8 +186,12 @@
         socket.close();
       }
     };
-    socket.onclose = () => {
+    socket.onclose = (event) => {
       if (finished) return;
+      if (event.code in refusals) {
+        stop(event.code);
+        return;
+      }
       // Resume where we stopped: the server replays everything after lastSeq.
       state.textContent = "reconnecting…";
       setTimeout(connect, retryDelay);
@@ -177,6 +204,7 @@
   window.tsubameViewer = {
     get lastSeq() { return lastSeq; },
     get finished() { return finished; },
+    get refusedWith() { return refusedWith; },
     bufferText() {
       const buffer = term.buffer.active;
       const lines = [];
