@@ -214,6 +214,9 @@ if _proxy_ssl_header:
     SECURE_PROXY_SSL_HEADER = (_proxy_ssl_header[0], _proxy_ssl_header[1])
 
 REDIS_URL = os.getenv("REDIS_URL", "")
+# A Redis that does not answer (host down, packets dropped) must not hang a request that
+# queues a run or a worker that rings: without it, a connect waits for the OS's TCP timeout.
+REDIS_CONNECT_TIMEOUT_SECONDS = envfloat("REDIS_CONNECT_TIMEOUT_SECONDS", 5.0)
 
 if REDIS_URL:
     CHANNEL_LAYERS = {
@@ -221,7 +224,15 @@ if REDIS_URL:
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             # Longer than channels-redis' 5 s blocking read: redis-py's own default is also
             # 5 s, and the two racing made idle live-output consumers crash with a timeout.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]},
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": 30,
+                        "socket_connect_timeout": REDIS_CONNECT_TIMEOUT_SECONDS,
+                    }
+                ]
+            },
         }
     }
 else:
@@ -277,7 +288,12 @@ Q_CLUSTER = {
     "label": "Task queue",
 }
 if REDIS_URL:
-    Q_CLUSTER["redis"] = REDIS_URL
+    # django-q2 hands a URL to redis.from_url, which reads connection options from its query.
+    Q_CLUSTER["redis"] = (
+        REDIS_URL
+        + ("&" if "?" in REDIS_URL else "?")
+        + f"socket_connect_timeout={REDIS_CONNECT_TIMEOUT_SECONDS}"
+    )
 else:
     Q_CLUSTER["orm"] = "default"
 
