@@ -135,8 +135,9 @@ class UserMembershipInline(admin.TabularInline):
 
 
 GROUPS_HELP = (
-    "Groups grant their permissions in every team. The team roles (Team viewer, Team operator, "
-    "Team manager) are not offered here: give them per team under Team memberships below."
+    "Plain groups grant permissions checked outside any team (users, tags). The team roles "
+    "(Team viewer, Team operator, Team manager) are not offered here: a person holds a role "
+    "in a team, given per team under Team memberships below."
 )
 ROLE_GROUP_HELP = (
     "This group is a team role: its permissions hold within each team where a member has "
@@ -153,7 +154,7 @@ class UserAdmin(auth_admin.UserAdmin):
 
     def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "groups":
-            # A role group held directly would grant its permissions in no team at all.
+            # A role group held directly would grant its permissions in no team.
             kwargs["queryset"] = Group.objects.exclude(pk__in=role_groups())
             kwargs["help_text"] = GROUPS_HELP
         return super().formfield_for_manytomany(db_field, request, **kwargs)

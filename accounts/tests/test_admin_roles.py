@@ -127,7 +127,7 @@ def test_role_groups_are_not_offered_as_plain_groups(admin_client, django_user_m
     page = admin_client.get(url)
     groups = page.context["adminform"].form.fields["groups"]
     assert list(groups.queryset) == [plain]
-    assert "give them per team under Team memberships" in page.content.decode()
+    assert "given per team under Team memberships below" in page.content.decode()
 
     # Posted anyway, a role group is refused, not silently stored.
     data = user_form(admin_client, person, []) | {"groups": [role_group(Role.MANAGER).pk]}
