@@ -5,13 +5,36 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import admin as auth_admin
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from accounts import policy, services
 from accounts.models import ApiToken, AuditEvent, Membership, Source, Team, token_expiry
+from accounts.roles import ROLE_GROUP_NAMES, role_groups
 from tsubame.adminscope import ScopedListFiltersAdmin
+
+
+def save_memberships(formset: Any, *, actor: Any) -> None:
+    """Apply a memberships inline through the services, each change with its audit row."""
+    formset.save(commit=False)
+    for membership in formset.deleted_objects:
+        services.remove_membership(membership, actor=actor, source=Source.ADMIN)
+    for membership, fields in formset.changed_objects:
+        if {"user", "team"} & set(fields):  # the row now names another person or team
+            before = Membership.objects.select_related("user", "role").get(pk=membership.pk)
+            services.remove_membership(before, actor=actor, source=Source.ADMIN)
+        _set_membership(membership, actor)
+    for membership in formset.new_objects:
+        _set_membership(membership, actor)
+
+
+def _set_membership(membership: Membership, actor: Any) -> None:
+    services.set_membership(
+        membership.team, membership.user, membership.role, actor=actor, source=Source.ADMIN
+    )
 
 
 class MembershipInline(admin.TabularInline):
@@ -72,26 +95,91 @@ class TeamAdmin(ScopedListFiltersAdmin):
         return [] if request.user.is_superuser else ["name", "description"]
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
-        # Members are added, changed and removed by the services, each with its audit row.
-        formset.save(commit=False)
-        for membership in formset.deleted_objects:
-            services.remove_membership(membership, actor=request.user, source=Source.ADMIN)
-        for membership, fields in formset.changed_objects:
-            if "user" in fields:  # the row now names someone else: the first person leaves
-                before = Membership.objects.select_related("user", "role").get(pk=membership.pk)
-                services.remove_membership(before, actor=request.user, source=Source.ADMIN)
-            self._set(request, membership)
-        for membership in formset.new_objects:
-            self._set(request, membership)
+        save_memberships(formset, actor=request.user)
 
-    def _set(self, request: HttpRequest, membership: Membership) -> None:
-        services.set_membership(
-            membership.team,
-            membership.user,
-            membership.role,
-            actor=request.user,
-            source=Source.ADMIN,
-        )
+
+class UserMembershipInline(admin.TabularInline):
+    """A person's teams on their user page: the same memberships as the team page's inline."""
+
+    model = Membership
+    fk_name = "user"
+    fields = ["team", "role"]
+    extra = 1
+    verbose_name = "team membership"
+    verbose_name_plural = "Team memberships (a role in a team grants its permissions there)"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Membership]:
+        # Only rows the user may change: a row of another team could not be saved back.
+        queryset = super().get_queryset(request).select_related("team", "role")
+        return policy.restrict(queryset, request.user, "accounts.manage_members")
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "team":
+            kwargs["queryset"] = policy.teams_for(request.user, "accounts.manage_members")
+        if db_field.name == "role":
+            kwargs["queryset"] = policy.assignable_roles(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    # The inline's obj is the person; which teams they may be put in is the team choice.
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("accounts.manage_members")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("accounts.manage_members")
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("accounts.manage_members")
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("accounts.manage_members")
+
+
+GROUPS_HELP = (
+    "Plain groups grant permissions checked outside any team (users, tags). The team roles "
+    "(Team viewer, Team operator, Team manager) are not offered here: a person holds a role "
+    "in a team, given per team under Team memberships below."
+)
+ROLE_GROUP_HELP = (
+    "This group is a team role: its permissions hold within each team where a member has "
+    "this role. Give it to people as a team membership (on the team's or the person's page), "
+    "never as a plain group, which would grant nothing."
+)
+
+admin.site.unregister(get_user_model())
+
+
+@admin.register(get_user_model())
+class UserAdmin(auth_admin.UserAdmin):
+    inlines = [UserMembershipInline]
+
+    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "groups":
+            # A role group held directly would grant its permissions in no team.
+            kwargs["queryset"] = Group.objects.exclude(pk__in=role_groups())
+            kwargs["help_text"] = GROUPS_HELP
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        save_memberships(formset, actor=request.user)
+
+
+admin.site.unregister(Group)
+
+
+@admin.register(Group)
+class GroupAdmin(auth_admin.GroupAdmin):
+    list_display = ["name", "team_role"]
+
+    @admin.display(boolean=True, description="Team role")
+    def team_role(self, group: Group) -> bool:
+        return group.name in ROLE_GROUP_NAMES
+
+    def get_fieldsets(self, request: HttpRequest, obj: Group | None = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or obj.name not in ROLE_GROUP_NAMES:
+            return fieldsets
+        (name, options), *rest = fieldsets
+        return [(name, {**options, "description": ROLE_GROUP_HELP}), *rest]
 
 
 @admin.register(AuditEvent)

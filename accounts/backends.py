@@ -53,3 +53,7 @@ class TeamRoleBackend(BaseBackend):
 
     def has_perm(self, user_obj: Any, perm: str, obj: Any = None) -> bool:
         return perm in self.get_all_permissions(user_obj, obj)
+
+    def has_module_perms(self, user_obj: Any, app_label: str) -> bool:
+        # The admin index lists an app's models only to people with a permission in it.
+        return any(perm.startswith(f"{app_label}.") for perm in self.get_all_permissions(user_obj))

@@ -19,8 +19,9 @@ from django.db.models import Model, QuerySet
 from django.http import Http404
 
 from accounts.backends import team_permissions
-from accounts.models import Role, Team
+from accounts.models import Team
 from accounts.ownership import is_team_owned, view_permission
+from accounts.roles import role_groups
 
 M = TypeVar("M", bound=Model)
 
@@ -67,7 +68,7 @@ def assignable_roles(user: Any) -> QuerySet[Group]:
     (one a superuser made) could carry permissions that are checked globally."""
     if user.is_active and user.is_superuser:
         return Group.objects.all()
-    return Group.objects.filter(name__in=[role.group_name for role in Role])
+    return role_groups()
 
 
 def visible_to_request(model: type[M]) -> Callable[[Any], QuerySet[M]]:

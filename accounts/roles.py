@@ -3,7 +3,7 @@
 from django.apps import apps
 from django.contrib.auth.management import create_permissions
 from django.contrib.auth.models import Group, Permission
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from accounts.models import Role
 
@@ -55,3 +55,11 @@ def ensure_role_groups(**kwargs: object) -> None:
 
 def role_group(role: Role) -> Group:
     return Group.objects.get(name=role.group_name)
+
+
+ROLE_GROUP_NAMES = frozenset(role.group_name for role in Role)
+
+
+def role_groups() -> QuerySet[Group]:
+    """The groups that are team roles: held through memberships, never directly."""
+    return Group.objects.filter(name__in=ROLE_GROUP_NAMES)

@@ -18,7 +18,7 @@ from accounts import policy
 from accounts.models import Source
 from executions import logs, services
 from executions.filters import ExecutionFilter
-from executions.models import ACTIVE_STATUSES, Execution, Status
+from executions.models import ACTIVE_STATUSES, Execution, HostRun, Status
 from servers.models import Server
 from tsubame.pages import filtered_page
 
@@ -105,9 +105,17 @@ def execution_list(request: HttpRequest) -> HttpResponse:
             "page": page,
             "q": text,
             "statuses": Status.choices,
+            "server_names": server_names(request),
             "section": "executions",
         },
     )
+
+
+def server_names(request: HttpRequest) -> list[str]:
+    """For the server filter: the user's servers, and the deleted ones their runs name."""
+    current = policy.visible(Server.objects.all(), request.user).values_list("name", flat=True)
+    deleted = policy.visible(HostRun.objects.filter(server=None), request.user)
+    return sorted({*current, *deleted.values_list("server_name", flat=True).distinct()})
 
 
 @login_required

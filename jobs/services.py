@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
 
-from accounts import audit
+from accounts import audit, policy
 from accounts.models import Source
+from executions.models import ACTIVE_STATUSES, Execution
 from jobs.models import Job
 from servers.models import Server
 
@@ -31,6 +33,22 @@ def save_job(
             job, created=created, actor=actor, source=source, changed_fields=changed_fields
         )
     return job
+
+
+@dataclass(frozen=True)
+class JobDeletion:
+    """What deleting a job touches, as far as one person may see: shown before they confirm.
+
+    Its executions are snapshots: they stay, under the job's name, and running ones finish.
+    """
+
+    running: list[Execution]
+    runs: int  # every run in its history, the running ones included
+
+
+def deletion_effects(job: Job, user: Any) -> JobDeletion:
+    runs = policy.visible(job.executions.all(), user)
+    return JobDeletion(running=list(runs.filter(status__in=ACTIVE_STATUSES)), runs=runs.count())
 
 
 def delete_job(job: Job, *, actor: Any, source: Source) -> None:

@@ -7,5 +7,6 @@ urlpatterns = [
     path("new/", views.job_edit, name="job-add"),
     path("<int:pk>/", views.job_detail, name="job-detail"),
     path("<int:pk>/edit/", views.job_edit, name="job-edit"),
+    path("<int:pk>/delete/", views.job_delete, name="job-delete"),
     path("<int:pk>/run/", views.job_run, name="job-run"),
 ]

@@ -14,7 +14,7 @@ from executions.models import Execution, Trigger
 from jobs.filters import JobFilter
 from jobs.forms import JobForm, RunForm
 from jobs.models import Job
-from jobs.services import save_job
+from jobs.services import delete_job, deletion_effects, save_job
 from servers.models import Server
 from tsubame.pages import filtered_page
 
@@ -54,6 +54,22 @@ def job_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         messages.success(request, f"Saved {saved.name}.")
         return redirect("job-detail", pk=saved.pk)
     return render(request, "jobs/job_form.html", {"form": form, "job": job, "section": "jobs"})
+
+
+@login_required
+def job_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET names the runs that deleting touches (none is lost); POST deletes."""
+    job = policy.get_visible_or_404(Job.objects.select_related("team"), request.user, pk=pk)
+    policy.require(request.user, "jobs.delete_job", job)
+    if request.method == "POST":
+        delete_job(job, actor=request.user, source=Source.UI)
+        messages.success(request, f"Deleted {job.name}.")
+        return redirect("job-list")
+    return render(
+        request,
+        "jobs/job_delete.html",
+        {"job": job, "effects": deletion_effects(job, request.user), "section": "jobs"},
+    )
 
 
 @login_required

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -91,6 +94,19 @@ class ServerAdmin(TeamScopedAdmin):
         ),
     ]
     actions = ["test_connection", "fetch_and_trust_host_key"]
+    delete_confirmation_template = "admin/servers/server/delete_confirmation.html"
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # The confirmation warns of the runs still going on the server, as the UI's does.
+        server = self.get_object(request, unquote(object_id))
+        if server is not None:
+            extra_context = {
+                **(extra_context or {}),
+                "effects": services.deletion_effects(server, request.user),
+            }
+        return super().delete_view(request, object_id, extra_context)
 
     def has_test_connection_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("servers.test_connection")

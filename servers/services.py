@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
 
-from accounts import audit
+from accounts import audit, policy
 from accounts.models import Source
+from executions.models import ACTIVE_STATUSES, Execution
+from jobs.models import Job
 from servers import ssh
 from servers.models import Server, Tag
 
@@ -71,6 +74,29 @@ def save_server(
             server, created=created, actor=actor, source=source, changed_fields=changed_fields
         )
     return server
+
+
+@dataclass(frozen=True)
+class ServerDeletion:
+    """What deleting a server touches, as far as one person may see: shown before they confirm.
+
+    Its past runs keep the server's name (HostRun.server_name) and stay findable by it.
+    """
+
+    jobs: list[Job]  # they lose it as a default target
+    # Executions with a host on it not finished yet: a host already connected runs to its end,
+    # one still waiting for a parallel slot fails with "the server was deleted".
+    running: list[Execution]
+
+
+def deletion_effects(server: Server, user: Any) -> ServerDeletion:
+    running = Execution.objects.filter(
+        host_runs__server=server, host_runs__status__in=ACTIVE_STATUSES
+    ).distinct()
+    return ServerDeletion(
+        jobs=list(policy.visible(server.jobs.all(), user)),
+        running=list(policy.visible(running, user)),
+    )
 
 
 def delete_server(server: Server, *, actor: Any, source: Source) -> None:

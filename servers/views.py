@@ -55,6 +55,26 @@ def server_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
 
 
 @login_required
+def server_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET names the jobs and the runs that deleting touches; POST deletes."""
+    server = policy.get_visible_or_404(Server.objects.select_related("team"), request.user, pk=pk)
+    policy.require(request.user, "servers.delete_server", server)
+    if request.method == "POST":
+        services.delete_server(server, actor=request.user, source=Source.UI)
+        messages.success(request, f"Deleted {server.name}.")
+        return redirect("server-list")
+    return render(
+        request,
+        "servers/server_delete.html",
+        {
+            "server": server,
+            "effects": services.deletion_effects(server, request.user),
+            "section": "servers",
+        },
+    )
+
+
+@login_required
 @require_POST
 def server_test(request: HttpRequest, pk: int) -> HttpResponse:
     server = policy.get_visible_or_404(Server.objects.all(), request.user, pk=pk)

@@ -30,7 +30,11 @@ PAGES = [
     Page("job-detail", "get", lambda o: f"/jobs/{o.job.pk}/", "view", 200),
     Page("job-edit", "get", lambda o: f"/jobs/{o.job.pk}/edit/", "manage", 200),
     Page("job-run", "post", lambda o: f"/jobs/{o.job.pk}/run/", "operate", 302),
+    Page("job-delete", "get", lambda o: f"/jobs/{o.job.pk}/delete/", "manage", 200),
+    Page("job-delete-post", "post", lambda o: f"/jobs/{o.job.pk}/delete/", "manage", 302),
     Page("server-edit", "get", lambda o: f"/servers/{o.server.pk}/", "manage", 200),
+    Page("server-delete", "get", lambda o: f"/servers/{o.server.pk}/delete/", "manage", 200),
+    Page("server-delete-post", "post", lambda o: f"/servers/{o.server.pk}/delete/", "manage", 302),
     Page("server-test", "post", lambda o: f"/servers/{o.server.pk}/test/", "operate", 302),
     Page("server-trust", "get", lambda o: f"/servers/{o.server.pk}/trust/", "manage", 200),
     Page("execution-detail", "get", lambda o: f"/executions/{o.execution.pk}/", "view", 200),
@@ -80,6 +84,7 @@ def test_pages_offer_only_what_the_role_may_do(world: World, persona: str) -> No
     may_manage = persona in ("manager", "superuser")
     assert ('id="run-default"' in job_page) == may_operate
     assert (f"/jobs/{world.ours.job.pk}/edit/" in job_page) == may_manage
+    assert (f"/jobs/{world.ours.job.pk}/delete/" in job_page) == may_manage
     assert (f"/servers/{world.ours.server.pk}/test/" in servers_page) == may_operate
     assert (f"/servers/{world.ours.server.pk}/trust/" in servers_page) == may_manage
     assert (world.theirs.server.name in servers_page) == (persona == "superuser")
