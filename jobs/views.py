@@ -24,7 +24,9 @@ from tsubame.pages import filtered_page
 def job_list(request: HttpRequest) -> HttpResponse:
     # Each job's newest run that the user may see, all in one query (a window per job): a job
     # that changed team does not show its old team's last run.
-    last_run = policy.visible(Execution.objects.order_by("-created_at", "-id"), request.user)
+    last_run = policy.visible(
+        Execution.objects.defer("script").order_by("-created_at", "-id"), request.user
+    )
     jobs = policy.visible(
         Job.objects.select_related("team").prefetch_related(
             "servers", Prefetch("executions", queryset=last_run[:1], to_attr="last_runs")

@@ -44,7 +44,10 @@ def server_detail(request: HttpRequest, pk: int) -> HttpResponse:
     # Runs are seen by whoever may see their execution: those from before the server changed
     # team stay with the team they ran in.
     runs = policy.visible(
-        HostRun.objects.filter(server=server).select_related("execution").order_by("-id"),
+        HostRun.objects.filter(server=server)
+        .select_related("execution")
+        .defer("execution__script")
+        .order_by("-id"),
         request.user,
     )
     page = Paginator(runs, 25).get_page(request.GET.get("page"))
