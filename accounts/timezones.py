@@ -21,7 +21,7 @@ from accounts.models import Preferences
 COOKIE = "tsubame_tz"
 
 
-class Source:
+class ZoneSource:
     CHOSEN = "chosen"
     BROWSER = "browser"
     DEFAULT = "default"
@@ -30,7 +30,7 @@ class Source:
 @dataclass(frozen=True)
 class Zone:
     name: str
-    source: str  # a Source
+    source: str  # a ZoneSource
 
     @property
     def tzinfo(self) -> ZoneInfo:
@@ -56,12 +56,12 @@ def chosen_zone(user: Any) -> str:
 
 def zone_for(request: HttpRequest) -> Zone:
     if name := chosen_zone(request.user):
-        return Zone(name, Source.CHOSEN)
+        return Zone(name, ZoneSource.CHOSEN)
     # Only a name the zone database knows: the cookie is whatever the client sent.
     browser = request.COOKIES.get(COOKIE, "")
     if browser in known_zones():
-        return Zone(browser, Source.BROWSER)
-    return Zone(settings.TIME_ZONE, Source.DEFAULT)
+        return Zone(browser, ZoneSource.BROWSER)
+    return Zone(settings.TIME_ZONE, ZoneSource.DEFAULT)
 
 
 def choose_zone(user: Any, name: str) -> None:
