@@ -209,3 +209,22 @@ class LoginFailure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.username} from {self.address} at {self.at}"
+
+
+class Preferences(models.Model):
+    """A person's own settings for the web UI; a user without a row has the defaults."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="preferences",
+    )
+    # An IANA name such as Europe/Berlin; blank: the browser's zone (accounts.timezones).
+    time_zone = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        verbose_name_plural = "preferences"
+
+    def __str__(self) -> str:
+        return f"Preferences of {self.user}"

@@ -14,7 +14,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from accounts import services
+from accounts import services, timezones
 from accounts.forms import LoginForm
 from accounts.models import ApiToken, Source
 
@@ -42,6 +42,30 @@ class NewTokenForm(forms.Form):
     def expires_at(self) -> datetime | None:
         days = self.cleaned_data["expires_in_days"]
         return timezone.now() + timedelta(days=days) if days else None
+
+
+class TimeZoneForm(forms.Form):
+    time_zone = forms.ChoiceField(
+        required=False,
+        help_text="Every time in tsubame is shown in this zone, labelled with it.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        automatic = ("", f"Automatic: your browser's, else the server's ({settings.TIME_ZONE})")
+        self.fields["time_zone"].choices = [automatic, *timezones.choices()]
+
+
+@login_required
+def preferences(request: HttpRequest) -> HttpResponse:
+    form = TimeZoneForm(
+        request.POST or None, initial={"time_zone": timezones.chosen_zone(request.user)}
+    )
+    if request.method == "POST" and form.is_valid():
+        timezones.choose_zone(request.user, form.cleaned_data["time_zone"])
+        messages.success(request, "Time zone saved.")
+        return redirect("preferences")
+    return render(request, "accounts/preferences.html", {"form": form, "section": "preferences"})
 
 
 @login_required

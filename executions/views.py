@@ -19,6 +19,7 @@ from accounts.models import Source
 from executions import logs, services
 from executions.filters import ExecutionFilter
 from executions.models import ACTIVE_STATUSES, Execution, HostRun, Status
+from jobs.models import Job
 from servers.models import Server
 from tsubame.pages import filtered_page
 
@@ -65,6 +66,14 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             for day in days
         ],
     }
+    # Until something has run, the dashboard says what to do next (templates link each step
+    # for those who may take it).
+    first_steps = None
+    if not counts["total"] and not executions.exists():
+        first_steps = {
+            "servers": policy.visible(Server.objects.all(), request.user).exists(),
+            "jobs": policy.visible(Job.objects.all(), request.user).exists(),
+        }
     failing_servers = policy.visible(
         Server.objects.select_related("team").exclude(last_check_status__in=["", "ok"]),
         request.user,
@@ -77,6 +86,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "chart": chart,
             "recent": visible_executions(request)[:15],
             "failing_servers": failing_servers,
+            "first_steps": first_steps,
             "section": "dashboard",
         },
     )
@@ -104,6 +114,7 @@ def execution_list(request: HttpRequest) -> HttpResponse:
             "filters": filters,
             "page": page,
             "q": text,
+            "filtered": any(value for key, value in request.GET.items() if key != "page"),
             "statuses": Status.choices,
             "server_names": server_names(request),
             "section": "executions",

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.db.models import Prefetch
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -21,8 +22,16 @@ from tsubame.pages import filtered_page
 
 @login_required
 def job_list(request: HttpRequest) -> HttpResponse:
+    # Each job's newest run that the user may see, all in one query (a window per job): a job
+    # that changed team does not show its old team's last run.
+    last_run = policy.visible(
+        Execution.objects.defer("script").order_by("-created_at", "-id"), request.user
+    )
     jobs = policy.visible(
-        Job.objects.select_related("team").prefetch_related("servers"), request.user
+        Job.objects.select_related("team").prefetch_related(
+            "servers", Prefetch("executions", queryset=last_run[:1], to_attr="last_runs")
+        ),
+        request.user,
     )
     filters, page = filtered_page(request, JobFilter, jobs)
     return render(
@@ -74,7 +83,9 @@ def job_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    job = policy.get_visible_or_404(Job.objects.select_related("team"), request.user, pk=pk)
+    job = policy.get_visible_or_404(
+        Job.objects.select_related("team").prefetch_related("servers"), request.user, pk=pk
+    )
     # A job that changed team keeps its past runs, which stay with the team they ran in.
     history = policy.visible(Execution.objects.filter(job=job), request.user)
     history = history.select_related("triggered_by")

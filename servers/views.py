@@ -2,12 +2,14 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts import policy
 from accounts.models import Source
+from executions.models import HostRun
 from servers import services, ssh
 from servers.filters import ServerFilter
 from servers.forms import ServerForm
@@ -31,6 +33,28 @@ def server_list(request: HttpRequest) -> HttpResponse:
             "can_add": request.user.has_perm("servers.add_server"),
             "section": "servers",
         },
+    )
+
+
+@login_required
+def server_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    server = policy.get_visible_or_404(
+        Server.objects.select_related("team").prefetch_related("tags"), request.user, pk=pk
+    )
+    # Runs are seen by whoever may see their execution: those from before the server changed
+    # team stay with the team they ran in.
+    runs = policy.visible(
+        HostRun.objects.filter(server=server)
+        .select_related("execution")
+        .defer("execution__script")
+        .order_by("-id"),
+        request.user,
+    )
+    page = Paginator(runs, 25).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "servers/server_detail.html",
+        {"server": server, "page": page, "section": "servers"},
     )
 
 

@@ -2,6 +2,9 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+
+from accounts import timezones
 
 
 class ContentSecurityPolicyMiddleware:
@@ -41,3 +44,23 @@ class ApiNotFoundMiddleware:
         ):
             return JsonResponse({"detail": "Not found."}, status=404)
         return response
+
+
+class TimeZoneMiddleware:
+    """Renders the web UI's times in the person's zone (accounts.timezones).
+
+    The API answers in TIME_ZONE whoever asks: a script and a browser read the same offsets.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info.startswith(API_PREFIX):
+            return self.get_response(request)
+        request.time_zone = zone = timezones.zone_for(request)
+        timezone.activate(zone.tzinfo)
+        try:
+            return self.get_response(request)
+        finally:
+            timezone.deactivate()

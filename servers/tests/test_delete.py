@@ -31,7 +31,7 @@ def test_confirmation_names_the_jobs_and_the_runs_still_going_on_the_server(worl
     # A job of another team that still names the server (say, it moved team) stays unnamed.
     world.theirs.job.servers.add(ours.server)
     client = logged_in(world, "manager")
-    edit_page = client.get(f"/servers/{ours.server.pk}/").content.decode()
+    edit_page = client.get(f"/servers/{ours.server.pk}/edit/").content.decode()
     assert f'href="/servers/{ours.server.pk}/delete/"' in edit_page
     page = client.get(f"/servers/{ours.server.pk}/delete/").content.decode()
     assert "Delete server ours-web?" in page
