@@ -6,6 +6,10 @@ transaction and rings the doorbell after commit. One writer per execution is wha
 `seq` gap-free. The queue between them is bounded, so a fast remote fills it, the host
 thread blocks, SSH flow control pauses the remote, and worker memory stays flat whatever
 the size of the output.
+
+Host threads never open a database connection: their state changes (`call`) travel the
+same queue and run on the writer's one connection, so a run on 500 servers holds as many
+connections as a run on one, and a host's finish is never stored before its output.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import (
@@ -31,6 +37,8 @@ from executions import live
 from executions.models import LogChunk
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 STREAMS = {"stdout": LogChunk.Stream.STDOUT, "stderr": LogChunk.Stream.STDERR}
 FLUSH_CHUNKS = 16
@@ -77,9 +85,19 @@ class _Pending:
     arrived: datetime = field(default_factory=timezone.now)
 
 
+def _nothing() -> None:
+    return None
+
+
 @dataclass
 class _Barrier:
+    """Flush (`host_run_id`'s held-back bytes too), then run `action`; `done` when it has."""
+
     host_run_id: int | None
+    flush: bool = True
+    action: Callable[[], Any] = _nothing
+    result: Any = None
+    error: Exception | None = None
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -132,7 +150,22 @@ class OutputWriter:
 
         Naming a host run says its streams have ended, so its held-back bytes go out too.
         """
-        barrier = _Barrier(host_run_id)
+        self._wait(_Barrier(host_run_id))
+
+    def call(self, action: Callable[[], T], *, after_output_of: int | None = None) -> T:
+        """Run `action` (database work) on the writer's thread and return what it returns.
+
+        With `after_output_of`, that host's streams have ended: everything written so far,
+        its held-back bytes included, is committed first. Without, `action` does not wait
+        for output to be stored (a host that is about to start has none).
+        """
+        barrier = _Barrier(after_output_of, flush=after_output_of is not None, action=action)
+        self._wait(barrier)
+        if barrier.error is not None:
+            raise barrier.error
+        return barrier.result
+
+    def _wait(self, barrier: _Barrier) -> None:
         self._put(barrier)
         while not barrier.done.wait(1.0):
             if not self._thread.is_alive():
@@ -153,8 +186,9 @@ class OutputWriter:
                     self._flush(final_for=None, final=True)
                     return
                 if isinstance(item, _Barrier):
-                    self._flush(final_for=item.host_run_id)
-                    item.done.set()
+                    if item.flush:
+                        self._flush(final_for=item.host_run_id)
+                    self._act(item)
                     continue
                 self._add(*item)
                 due = time.monotonic() - self._last_flush >= self.flush_seconds
@@ -162,6 +196,16 @@ class OutputWriter:
                     self._flush()
         finally:
             connection.close()
+
+    def _act(self, barrier: _Barrier) -> None:
+        # The caller's failure is the caller's to handle: the writer keeps serving the others.
+        try:
+            barrier.result = barrier.action()
+        except Exception as exc:
+            barrier.error = exc
+            close_old_connections()  # drop a connection that the error left unusable
+        finally:
+            barrier.done.set()
 
     def _add(self, host_run_id: int, stream: int, data: bytes) -> None:
         last = self._pending[-1] if self._pending else None
