@@ -25,10 +25,15 @@ class Doorbell:
 
     def __init__(self, execution_id: int) -> None:
         self.layer = get_channel_layer()
+        self.group = live.group_name(execution_id)
         # A plain name, not new_channel()'s process-local one: with Redis, receiving on those
         # is tied to one event loop, and every async_to_sync call here runs in a new one.
         self.channel = f"test-doorbell-{uuid.uuid4().hex}"
-        async_to_sync(self.layer.group_add)(live.group_name(execution_id), self.channel)
+        async_to_sync(self.layer.group_add)(self.group, self.channel)
+
+    def close(self) -> None:
+        # Redis keeps groups across test runs, whose execution ids start at 1 again.
+        async_to_sync(self.layer.group_discard)(self.group, self.channel)
 
     def rings(self) -> int:
         """How many rings arrived so far: a marker sent now is received after all of them."""
@@ -42,6 +47,19 @@ class Doorbell:
         while (await self.layer.receive(self.channel))["type"] != "test.marker":
             count += 1
         return count
+
+
+@pytest.fixture
+def listen() -> Iterator[Callable[[int], Doorbell]]:
+    doorbells: list[Doorbell] = []
+
+    def make(execution_id: int) -> Doorbell:
+        doorbells.append(Doorbell(execution_id))
+        return doorbells[-1]
+
+    yield make
+    for doorbell in doorbells:
+        doorbell.close()
 
 
 @contextlib.contextmanager
@@ -84,8 +102,8 @@ def go_silent(execution: Execution) -> None:
     )
 
 
-def test_the_worker_finishes_once_and_rings_once(running):
-    doorbell = Doorbell(running.pk)
+def test_the_worker_finishes_once_and_rings_once(running, listen):
+    doorbell = listen(running.pk)
     assert services.finish_execution(running.pk) is True
     finished_at = Execution.objects.get(pk=running.pk).finished_at
     assert services.finish_execution(running.pk) is False  # a duplicate finish
@@ -95,10 +113,10 @@ def test_the_worker_finishes_once_and_rings_once(running):
     assert doorbell.rings() == 1
 
 
-def test_a_finish_after_the_reaper_changes_nothing_and_stays_silent(running):
+def test_a_finish_after_the_reaper_changes_nothing_and_stays_silent(running, listen):
     go_silent(running)
     assert services.reap_lost_executions() == [running.pk]
-    doorbell = Doorbell(running.pk)
+    doorbell = listen(running.pk)
     assert services.finish_execution(running.pk) is False
     running.refresh_from_db()
     assert running.status == Status.LOST
