@@ -85,17 +85,15 @@ class _Pending:
     arrived: datetime = field(default_factory=timezone.now)
 
 
-def _nothing() -> None:
-    return None
-
-
 @dataclass
-class _Barrier:
-    """Flush (`host_run_id`'s held-back bytes too), then run `action`; `done` when it has."""
+class _Call:
+    """Database work for the writer's thread; `done` once it ran.
 
-    host_run_id: int | None
-    flush: bool = True
-    action: Callable[[], Any] = _nothing
+    With `after_output_of`, that host's output (held-back bytes included) is committed first.
+    """
+
+    action: Callable[[], Any]
+    after_output_of: int | None
     result: Any = None
     error: Exception | None = None
     done: threading.Event = field(default_factory=threading.Event)
@@ -145,13 +143,6 @@ class OutputWriter:
         if data:
             self._put((host_run_id, STREAMS[stream], data))
 
-    def sync(self, host_run_id: int | None = None) -> None:
-        """Return once everything written so far is committed.
-
-        Naming a host run says its streams have ended, so its held-back bytes go out too.
-        """
-        self._wait(_Barrier(host_run_id))
-
     def call(self, action: Callable[[], T], *, after_output_of: int | None = None) -> T:
         """Run `action` (database work) on the writer's thread and return what it returns.
 
@@ -159,17 +150,14 @@ class OutputWriter:
         its held-back bytes included, is committed first. Without, `action` does not wait
         for output to be stored (a host that is about to start has none).
         """
-        barrier = _Barrier(after_output_of, flush=after_output_of is not None, action=action)
-        self._wait(barrier)
-        if barrier.error is not None:
-            raise barrier.error
-        return barrier.result
-
-    def _wait(self, barrier: _Barrier) -> None:
-        self._put(barrier)
-        while not barrier.done.wait(1.0):
+        call = _Call(action, after_output_of)
+        self._put(call)
+        while not call.done.wait(1.0):
             if not self._thread.is_alive():
                 raise RuntimeError("the output writer stopped; see the worker log")
+        if call.error is not None:
+            raise call.error
+        return call.result
 
     def _run(self) -> None:
         try:
@@ -185,9 +173,9 @@ class OutputWriter:
                 if item is _STOP:
                     self._flush(final_for=None, final=True)
                     return
-                if isinstance(item, _Barrier):
-                    if item.flush:
-                        self._flush(final_for=item.host_run_id)
+                if isinstance(item, _Call):
+                    if item.after_output_of is not None:
+                        self._flush(final_for=item.after_output_of)
                     self._act(item)
                     continue
                 self._add(*item)
@@ -197,15 +185,15 @@ class OutputWriter:
         finally:
             connection.close()
 
-    def _act(self, barrier: _Barrier) -> None:
+    def _act(self, call: _Call) -> None:
         # The caller's failure is the caller's to handle: the writer keeps serving the others.
         try:
-            barrier.result = barrier.action()
+            call.result = call.action()
         except Exception as exc:
-            barrier.error = exc
+            call.error = exc
             close_old_connections()  # drop a connection that the error left unusable
         finally:
-            barrier.done.set()
+            call.done.set()
 
     def _add(self, host_run_id: int, stream: int, data: bytes) -> None:
         last = self._pending[-1] if self._pending else None

@@ -172,3 +172,20 @@ def test_a_reaped_run_stops_its_hosts_at_its_next_heartbeat(
     execution.refresh_from_db()
     assert execution.status == Status.LOST
     assert HostRun.objects.get(execution=execution).error == "the worker running this was lost"
+
+
+def test_finishing_closes_host_runs_whose_end_was_never_recorded(make_server, make_job):
+    # A worker whose output writer lost the database could not record its hosts' ends.
+    execution = start(make_job("true", [make_server(), make_server()]))
+    assert services.claim_execution(execution.pk, "test-worker")
+    done, unrecorded = execution.host_runs.all()
+    assert services.start_host_run(done)
+    assert services.start_host_run(unrecorded)
+    assert services.finish_host_run(done, Status.TIMED_OUT)
+
+    assert services.finish_execution(execution.pk) is True
+    execution.refresh_from_db()
+    assert (execution.status, execution.summary) == (Status.TIMED_OUT, "1 failed, 1 timed out")
+    unrecorded.refresh_from_db()
+    assert unrecorded.status == Status.FAILED
+    assert unrecorded.error == "the worker could not record how this host ended"
