@@ -6,6 +6,10 @@ transaction and rings the doorbell after commit. One writer per execution is wha
 `seq` gap-free. The queue between them is bounded, so a fast remote fills it, the host
 thread blocks, SSH flow control pauses the remote, and worker memory stays flat whatever
 the size of the output.
+
+Host threads never open a database connection: their state changes (`call`) travel the
+same queue and run on the writer's one connection, so a run on 500 servers holds as many
+connections as a run on one, and a host's finish is never stored before its output.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import (
@@ -31,6 +37,8 @@ from executions import live
 from executions.models import LogChunk
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 STREAMS = {"stdout": LogChunk.Stream.STDOUT, "stderr": LogChunk.Stream.STDERR}
 FLUSH_CHUNKS = 16
@@ -78,8 +86,16 @@ class _Pending:
 
 
 @dataclass
-class _Barrier:
-    host_run_id: int | None
+class _Call:
+    """Database work for the writer's thread; `done` once it ran.
+
+    With `after_output_of`, that host's output (held-back bytes included) is committed first.
+    """
+
+    action: Callable[[], Any]
+    after_output_of: int | None
+    result: Any = None
+    error: Exception | None = None
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -127,16 +143,21 @@ class OutputWriter:
         if data:
             self._put((host_run_id, STREAMS[stream], data))
 
-    def sync(self, host_run_id: int | None = None) -> None:
-        """Return once everything written so far is committed.
+    def call(self, action: Callable[[], T], *, after_output_of: int | None = None) -> T:
+        """Run `action` (database work) on the writer's thread and return what it returns.
 
-        Naming a host run says its streams have ended, so its held-back bytes go out too.
+        With `after_output_of`, that host's streams have ended: everything written so far,
+        its held-back bytes included, is committed first. Without, `action` does not wait
+        for output to be stored (a host that is about to start has none).
         """
-        barrier = _Barrier(host_run_id)
-        self._put(barrier)
-        while not barrier.done.wait(1.0):
+        call = _Call(action, after_output_of)
+        self._put(call)
+        while not call.done.wait(1.0):
             if not self._thread.is_alive():
                 raise RuntimeError("the output writer stopped; see the worker log")
+        if call.error is not None:
+            raise call.error
+        return call.result
 
     def _run(self) -> None:
         try:
@@ -152,9 +173,10 @@ class OutputWriter:
                 if item is _STOP:
                     self._flush(final_for=None, final=True)
                     return
-                if isinstance(item, _Barrier):
-                    self._flush(final_for=item.host_run_id)
-                    item.done.set()
+                if isinstance(item, _Call):
+                    if item.after_output_of is not None:
+                        self._flush(final_for=item.after_output_of)
+                    self._act(item)
                     continue
                 self._add(*item)
                 due = time.monotonic() - self._last_flush >= self.flush_seconds
@@ -162,6 +184,16 @@ class OutputWriter:
                     self._flush()
         finally:
             connection.close()
+
+    def _act(self, call: _Call) -> None:
+        # The caller's failure is the caller's to handle: the writer keeps serving the others.
+        try:
+            call.result = call.action()
+        except Exception as exc:
+            call.error = exc
+            close_old_connections()  # drop a connection that the error left unusable
+        finally:
+            call.done.set()
 
     def _add(self, host_run_id: int, stream: int, data: bytes) -> None:
         last = self._pending[-1] if self._pending else None

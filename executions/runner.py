@@ -40,6 +40,9 @@ def run_execution(execution_id: int) -> None:
         logger.info("execution %s was already claimed; nothing to do", execution_id)
         return
     host_runs = list(execution.host_runs.all())
+    # Enforced here too: a job saved before the limit existed, or above a limit lowered
+    # since, runs with the limit of today.
+    parallel = min(execution.max_parallel, settings.EXECUTION_MAX_PARALLEL, len(host_runs))
     stop = threading.Event()
     done = threading.Event()
     watchdog = threading.Thread(
@@ -50,7 +53,7 @@ def run_execution(execution_id: int) -> None:
         with (
             OutputWriter(execution.pk) as writer,
             ThreadPoolExecutor(
-                max_workers=max(1, min(execution.max_parallel, len(host_runs))),
+                max_workers=max(1, parallel),
                 thread_name_prefix=f"exec-{execution.pk}",
             ) as pool,
         ):
@@ -65,24 +68,17 @@ def run_execution(execution_id: int) -> None:
 def _run_host(
     execution: Execution, host_run: HostRun, *, writer: OutputWriter, stop: threading.Event
 ) -> None:
+    """One host, start to finish. Its database work runs on the writer's connection."""
+    finish = partial(services.finish_host_run, host_run)
     try:
         if stop.is_set():
-            services.finish_host_run(
-                host_run, Status.CANCELLED, error="cancelled before it started"
-            )
+            writer.call(partial(finish, Status.CANCELLED, error="cancelled before it started"))
             return
-        if not services.start_host_run(host_run):
+        target = writer.call(partial(_start_host, host_run))
+        if target is None:
             return
-        # Read now, not when the execution was claimed: a host that waited for a parallel
-        # slot runs with the server as it is (re-keyed, untrusted or deleted meanwhile).
-        server = Server.objects.filter(pk=host_run.server_id).first()
-        if server is None:
-            services.finish_host_run(host_run, Status.FAILED, error="the server was deleted")
-            return
-        # The SSH phase can last hours: do not hold one database connection per host for it.
-        connection.close()
         try:
-            with ssh.connect(server.ssh_target()) as session:
+            with ssh.connect(target) as session:
                 result = session.run(
                     execution.script.encode(),
                     execution.interpreter,
@@ -93,23 +89,46 @@ def _run_host(
                     heartbeat=settings.SSH_HEARTBEAT_SECONDS,
                 )
         except ssh.SSHError as exc:
-            writer.sync(host_run.pk)
             status = Status.CANCELLED if stop.is_set() else Status.FAILED
-            services.finish_host_run(host_run, status, error=str(exc))
+            writer.call(partial(finish, status, error=str(exc)), after_output_of=host_run.pk)
             return
-        writer.sync(host_run.pk)
         if result.outcome == "exited":
             status = Status.SUCCEEDED if result.exit_code == 0 else Status.FAILED
             error = f"killed by signal {result.signal}" if result.signal else ""
         else:
             status, error = OUTCOMES[result.outcome]
             error = error.format(timeout=execution.timeout_seconds)
-        services.finish_host_run(host_run, status, exit_code=result.exit_code, error=error)
+        writer.call(
+            partial(finish, status, exit_code=result.exit_code, error=error),
+            after_output_of=host_run.pk,
+        )
     except Exception as exc:
         logger.exception("host run %s failed", host_run.pk)
-        services.finish_host_run(host_run, Status.FAILED, error=f"internal error: {exc}")
-    finally:
-        connection.close()
+        try:
+            writer.call(
+                partial(finish, Status.FAILED, error=f"internal error: {exc}"),
+                after_output_of=host_run.pk,
+            )
+        except Exception:
+            # Nothing can be recorded now; finishing the execution closes this host run.
+            logger.exception("could not record the failure of host run %s", host_run.pk)
+
+
+def _start_host(host_run: HostRun) -> ssh.Target | None:
+    """Mark a host running and say where to connect; None if it must not run."""
+    if not services.start_host_run(host_run):
+        return None
+    # Read now, not when the execution was claimed: a host that waited for a parallel
+    # slot runs with the server as it is (re-keyed, untrusted or deleted meanwhile).
+    server = Server.objects.filter(pk=host_run.server_id).first()
+    if server is None:
+        services.finish_host_run(host_run, Status.FAILED, error="the server was deleted")
+        return None
+    try:
+        return server.ssh_target()
+    except ssh.SSHError as exc:  # e.g. credentials that no configured key decrypts
+        services.finish_host_run(host_run, Status.FAILED, error=str(exc))
+        return None
 
 
 def _watch(execution_id: int, stop: threading.Event, done: threading.Event) -> None:

@@ -9,6 +9,7 @@ an execution twice.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterable
 from datetime import timedelta
 
@@ -137,21 +138,45 @@ def cancel_execution(
 def _finish_unstarted(
     execution_id: int, status: Status, summary: str, user: object | None = None
 ) -> bool:
+    return _finish(
+        execution_id,
+        status,
+        summary,
+        guard=Q(status=Status.QUEUED),
+        cancel_requested_at=timezone.now() if status == Status.CANCELLED else None,
+        cancel_requested_by=user,
+    )
+
+
+def _finish(
+    execution_id: int,
+    status: Status,
+    summary: str,
+    *,
+    guard: Q,
+    host_status: Status | None = None,
+    host_error: str = "",
+    **fields: object,
+) -> bool:
+    """The one way an execution finishes. True if this call finished it, False if it lost.
+
+    `guard` is what must still be true (still queued; still running; still without a
+    heartbeat). It is checked by the same UPDATE that sets the outcome, so of any number of
+    competitors (the worker, the reaper, a cancel, a duplicate) exactly one wins, and only
+    the winner closes the host runs left open and rings the doorbell. Reactions to an
+    outcome (notifications, chains, retries) belong here too, as a row this writes.
+    """
     now = timezone.now()
     with transaction.atomic():
-        changed = Execution.objects.filter(pk=execution_id, status=Status.QUEUED).update(
-            status=status,
-            summary=summary,
-            finished_at=now,
-            cancel_requested_at=now if status == Status.CANCELLED else None,
-            cancel_requested_by=user,
+        won = Execution.objects.filter(guard, pk=execution_id).update(
+            status=status, summary=summary, finished_at=now, **fields
         )
-        if changed:
-            HostRun.objects.filter(execution_id=execution_id, status=Status.QUEUED).update(
-                status=status, finished_at=now
+        if won:
+            HostRun.objects.filter(execution_id=execution_id, status__in=ACTIVE_STATUSES).update(
+                status=host_status or status, finished_at=now, error=host_error
             )
             live.ring_after_commit(execution_id)
-    return bool(changed)
+    return bool(won)
 
 
 # --- worker side ---------------------------------------------------------------------
@@ -171,16 +196,18 @@ def claim_execution(execution_id: int, worker: str) -> Execution | None:
 
 
 def heartbeat(execution_id: int) -> bool:
-    """Prove the worker is alive. False means the execution is no longer ours to run."""
+    """Prove the worker is alive. False means the execution is no longer ours to run.
+
+    That is how a worker learns that the reaper gave its execution up (or it was deleted):
+    the worker then stops its hosts, and its own finish loses to the recorded outcome.
+    """
     return bool(
         Execution.objects.filter(pk=execution_id, status=Status.RUNNING).update(heartbeat_at=Now())
     )
 
 
 def is_cancel_requested(execution_id: int) -> bool:
-    return Execution.objects.filter(
-        Q(cancel_requested_at__isnull=False) | ~Q(status=Status.RUNNING), pk=execution_id
-    ).exists()
+    return Execution.objects.filter(pk=execution_id, cancel_requested_at__isnull=False).exists()
 
 
 def start_host_run(host_run: HostRun) -> bool:
@@ -205,12 +232,24 @@ def finish_host_run(
     return bool(finished)
 
 
-def finish_execution(execution_id: int) -> Execution:
-    """Close a running execution with a status derived from its host runs."""
+def finish_execution(execution_id: int) -> bool:
+    """Close a running execution with a status derived from its host runs.
+
+    False if it was not running any more: the reaper (or a duplicate) finished it first,
+    and that outcome stands.
+    """
     execution = Execution.objects.get(pk=execution_id)
-    counts = dict(
-        execution.host_runs.values_list("status").annotate(n=Count("id")).values_list("status", "n")
+    counts = Counter(
+        dict(
+            execution.host_runs.values_list("status")
+            .annotate(n=Count("id"))
+            .values_list("status", "n")
+        )
     )
+    # A host whose end the worker could not record (its writer lost the database) failed.
+    unrecorded = sum(counts.pop(status, 0) for status in ACTIVE_STATUSES)
+    if unrecorded:
+        counts[Status.FAILED] += unrecorded
     if execution.cancel_requested_at and counts.get(Status.CANCELLED):
         status = Status.CANCELLED
     elif counts.get(Status.TIMED_OUT):
@@ -220,12 +259,14 @@ def finish_execution(execution_id: int) -> Execution:
     else:
         status = Status.FAILED
     summary = ", ".join(f"{n} {Status(s).label.lower()}" for s, n in sorted(counts.items()))
-    Execution.objects.filter(pk=execution_id, status=Status.RUNNING).update(
-        status=status, summary=summary, finished_at=timezone.now()
+    return _finish(
+        execution_id,
+        status,
+        summary,
+        guard=Q(status=Status.RUNNING),
+        host_status=Status.FAILED,
+        host_error="the worker could not record how this host ended",
     )
-    live.ring_after_commit(execution_id)
-    execution.refresh_from_db()
-    return execution
 
 
 def reap_lost_executions() -> list[int]:
@@ -238,22 +279,15 @@ def reap_lost_executions() -> list[int]:
     reaped = []
     stale = Execution.objects.filter(status=Status.RUNNING, heartbeat_at__lt=cutoff)
     for execution_id, last_beat in stale.values_list("pk", "heartbeat_at"):
-        now = timezone.now()
-        with transaction.atomic():
-            # Still stale now: a heartbeat that arrived since the select keeps it running.
-            changed = Execution.objects.filter(
-                pk=execution_id, status=Status.RUNNING, heartbeat_at__lt=cutoff
-            ).update(
-                status=Status.LOST,
-                finished_at=now,
-                summary=f"the worker stopped responding (last heartbeat {last_beat:%H:%M:%S} UTC)",
-            )
-            if not changed:
-                continue
-            HostRun.objects.filter(execution_id=execution_id, status__in=ACTIVE_STATUSES).update(
-                status=Status.LOST, finished_at=now, error="the worker running this was lost"
-            )
-            live.ring_after_commit(execution_id)
+        # Still running and still stale now: a finish or a heartbeat since the select wins.
+        if not _finish(
+            execution_id,
+            Status.LOST,
+            f"the worker stopped responding (last heartbeat {last_beat:%H:%M:%S} UTC)",
+            guard=Q(status=Status.RUNNING, heartbeat_at__lt=cutoff),
+            host_error="the worker running this was lost",
+        ):
+            continue
         logger.warning("execution %s lost: no heartbeat since %s", execution_id, last_beat)
         reaped.append(execution_id)
     return reaped

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
@@ -11,6 +12,19 @@ from servers.ssh import INTERPRETER_PATTERN
 
 if TYPE_CHECKING:
     from servers.models import Server
+
+
+def validate_max_parallel(value: int) -> None:
+    # A function rather than MaxValueValidator(settings...): the limit is read when a job is
+    # validated, not frozen into a migration when the field was last changed.
+    limit = settings.EXECUTION_MAX_PARALLEL
+    if value > limit:
+        raise ValidationError(
+            "At most %(limit)d servers can run at the same time "
+            "(the EXECUTION_MAX_PARALLEL setting of this installation).",
+            code="max_value",
+            params={"limit": limit},
+        )
 
 
 class Job(TeamOwned, models.Model):
@@ -45,8 +59,9 @@ class Job(TeamOwned, models.Model):
     )
     max_parallel = models.PositiveIntegerField(
         default=10,
-        validators=[MinValueValidator(1)],
-        help_text="How many servers run at the same time.",
+        validators=[MinValueValidator(1), validate_max_parallel],
+        help_text="How many servers run at the same time, up to the installation's limit "
+        "(EXECUTION_MAX_PARALLEL, 50 unless configured).",
     )
     enabled = models.BooleanField(default=True)
 

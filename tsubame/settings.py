@@ -261,6 +261,10 @@ EXECUTION_REAP_EVERY_SECONDS = envfloat("EXECUTION_REAP_EVERY_SECONDS", 10.0)
 EXECUTION_REQUEUE_AFTER_SECONDS = envfloat("EXECUTION_REQUEUE_AFTER_SECONDS", 300.0)
 # How often a running execution checks for a cancel request.
 EXECUTION_CANCEL_POLL_SECONDS = envfloat("EXECUTION_CANCEL_POLL_SECONDS", 0.5)
+# The most servers one execution runs at the same time. Each holds a thread and an SSH
+# connection in its worker (database connections do not grow with it); jobs asking for more
+# are refused.
+EXECUTION_MAX_PARALLEL = max(1, envint("EXECUTION_MAX_PARALLEL", 50))
 # Seconds between TERM and KILL when a run is cancelled or times out.
 EXECUTION_KILL_GRACE_SECONDS = envfloat("EXECUTION_KILL_GRACE_SECONDS", 2.0)
 SSH_CONNECT_TIMEOUT_SECONDS = envfloat("SSH_CONNECT_TIMEOUT_SECONDS", 10.0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import subprocess
 import time
 from collections.abc import Callable
 
@@ -41,3 +43,14 @@ def wait_until(condition: Callable[[], object], timeout: float, what: str) -> ob
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.05)
+
+
+def unique_tag() -> str:
+    """A `sleep` argument of thousands of seconds that no other process on the machine uses."""
+    return f"{random.randint(5000, 9999)}.{random.randint(10**5, 10**6)}"
+
+
+def remote_processes(tag: str) -> list[str]:
+    """The processes on the (local) sshd's side still running `sleep <tag>`."""
+    found = subprocess.run(["pgrep", "-af", f"sleep {tag}"], capture_output=True, text=True)
+    return [line for line in found.stdout.splitlines() if "pgrep" not in line]

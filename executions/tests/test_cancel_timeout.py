@@ -1,14 +1,12 @@
 """Cancel and timeout stop the whole remote process tree, verified on the remote side."""
 
-import random
 import socket
-import subprocess
 
 import pytest
 
 from executions import runner, services
 from executions.models import Execution, Status
-from executions.tests.helpers import output, start, wait_until
+from executions.tests.helpers import output, remote_processes, start, unique_tag, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
@@ -23,15 +21,6 @@ def tree_script(tag: str, *, ignore_term: bool = False) -> str:
         + "echo started\n"
         + f"sleep {tag}\n"
     )
-
-
-def remote_processes(tag: str) -> list[str]:
-    found = subprocess.run(["pgrep", "-af", f"sleep {tag}"], capture_output=True, text=True)
-    return [line for line in found.stdout.splitlines() if "pgrep" not in line]
-
-
-def unique_tag() -> str:
-    return f"{random.randint(5000, 9999)}.{random.randint(10**5, 10**6)}"
 
 
 def started(execution: Execution) -> bool:
@@ -106,5 +95,6 @@ def test_cancel_arriving_after_every_host_succeeded_keeps_succeeded(make_server,
     services.start_host_run(host_run)
     services.finish_host_run(host_run, Status.SUCCEEDED, exit_code=0)
     assert services.cancel_execution(execution)  # still running: the flag is set
-    execution = services.finish_execution(execution.pk)
+    assert services.finish_execution(execution.pk)
+    execution.refresh_from_db()
     assert execution.status == Status.SUCCEEDED

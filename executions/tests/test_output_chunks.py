@@ -52,7 +52,7 @@ def test_concurrent_hosts_get_gap_free_sequences_and_exact_bytes(settings, team)
             for piece in pieces:
                 writer.write(run.pk, "stdout", piece)
                 writer.write(run.pk, "stderr", piece[:3])
-            writer.sync(run.pk)
+            writer.call(lambda: None, after_output_of=run.pk)  # its streams have ended
 
         threads = [threading.Thread(target=produce, args=(run,)) for run in runs]
         for thread in threads:
