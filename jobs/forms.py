@@ -5,11 +5,12 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
+from accounts.forms import TeamOwnedForm
 from jobs.models import Job
 from servers.models import Server
 
 
-class JobForm(forms.ModelForm):
+class JobForm(TeamOwnedForm):
     script = forms.CharField(
         strip=False,  # a heredoc or a trailing blank line is part of the script
         widget=forms.Textarea(attrs={"rows": 16, "spellcheck": "false"}),

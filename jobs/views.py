@@ -41,7 +41,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
 def job_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     job, teams = policy.for_editing(Job.objects.all(), request.user, pk)
     form = JobForm(request.POST or None, instance=job)
-    form.fields["team"].queryset = teams
+    form.offer_teams(teams)
     form.fields["servers"].queryset = policy.visible(Server.objects.all(), request.user)
     if request.method == "POST" and form.is_valid():
         saved = save_job(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.urls import reverse
 
 from accounts.models import Membership, Role, Team
 from accounts.roles import role_group
@@ -82,3 +83,41 @@ def test_on_a_phone_the_menu_opens_and_the_server_actions_are_reachable(
     toggle.click()
     nav.get_by_role("link", name="Jobs").click()
     expect(page.locator("h1")).to_have_text("Jobs")
+
+
+def test_adding_a_server_with_a_password_and_a_new_tag(live_app, page, django_user_model, team):
+    from playwright.sync_api import expect
+
+    manager(django_user_model, team)
+    Tag.objects.create(name="web")
+    log_in(page, live_app.url + "/login/", "ada", PASSWORD)
+    page.goto("/servers/new/")
+    expect(page.locator("#id_team option:checked")).to_have_text(team.name)
+    expect(page.locator("#id_new_private_key")).to_be_visible()
+    expect(page.locator("#id_new_password")).to_be_hidden()
+    expect(page.locator("[name^=clear_]")).to_have_count(0)
+
+    page.fill("#id_name", "web-1")
+    page.fill("#id_host", "web-1.example.test")
+    page.fill("#id_username", "deploy")
+    page.select_option("#id_auth_method", "password")
+    expect(page.locator("#id_new_private_key")).to_be_hidden()
+    expect(page.locator("#id_new_passphrase")).to_be_hidden()
+    page.fill("#id_new_password", "typed-pw-42")
+    page.fill("#id_tags", "eu-west")
+    known = page.locator("#tag-choices").get_by_role("button", name="web")
+    known.focus()
+    page.keyboard.press("Space")
+    expect(known).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#id_tags")).to_have_value("eu-west, web")
+    screenshot(page, "forms-add-server-password")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator(".messages")).to_contain_text("Saved web-1")
+
+    server = Server.objects.get(name="web-1")
+    assert server.team == team
+    assert server.password == "typed-pw-42"
+    assert [tag.name for tag in server.tags.all()] == ["eu-west", "web"]
+    page.goto(reverse("server-edit", args=[server.pk]))
+    expect(page.locator("[name^=clear_]")).to_have_count(1)
+    expect(page.get_by_label("Clear the stored password")).to_be_visible()
