@@ -30,6 +30,7 @@ class JobForm(TeamOwnedForm):
             "max_parallel",
             "timeout_seconds",
         ]
+        widgets = {"servers": forms.CheckboxSelectMultiple}
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -50,5 +51,7 @@ class RunForm(forms.Form):
 
     def __init__(self, *args: Any, job: Job, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["servers"].queryset = Server.objects.filter(team=job.team_id).order_by("name")
+        self.fields["servers"].queryset = (
+            Server.objects.filter(team=job.team_id).order_by("name").prefetch_related("tags")
+        )
         self.fields["servers"].initial = [server.pk for server in job.servers.all()]

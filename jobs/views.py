@@ -42,7 +42,9 @@ def job_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     job, teams = policy.for_editing(Job.objects.all(), request.user, pk)
     form = JobForm(request.POST or None, instance=job)
     form.offer_teams(teams)
-    form.fields["servers"].queryset = policy.visible(Server.objects.all(), request.user)
+    form.fields["servers"].queryset = policy.visible(
+        Server.objects.select_related("team").prefetch_related("tags"), request.user
+    )
     if request.method == "POST" and form.is_valid():
         saved = save_job(
             form.save(commit=False),
