@@ -10,7 +10,7 @@ from jobs.models import Job
 from servers.models import Server
 
 
-class JobForm(TeamOwnedForm):
+class JobForm(forms.ModelForm):
     script = forms.CharField(
         strip=False,  # a heredoc or a trailing blank line is part of the script
         widget=forms.Textarea(attrs={"rows": 16, "spellcheck": "false"}),
@@ -30,7 +30,6 @@ class JobForm(TeamOwnedForm):
             "max_parallel",
             "timeout_seconds",
         ]
-        widgets = {"servers": forms.CheckboxSelectMultiple}
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -40,6 +39,13 @@ class JobForm(TeamOwnedForm):
             except ValidationError as exc:
                 self.add_error("servers", exc)
         return data
+
+
+class JobPageForm(TeamOwnedForm, JobForm):
+    """The UI's job form: its targets are checkboxes, for the target picker."""
+
+    class Meta(JobForm.Meta):
+        widgets = {"servers": forms.CheckboxSelectMultiple}
 
 
 class RunForm(forms.Form):

@@ -24,6 +24,15 @@ PASSWORD = "pw-ada-lovelace-123!"
 PHONE = {"width": 390, "height": 844}
 
 
+@pytest.fixture(autouse=True)
+def no_csp_violations(page):
+    """Every test here also proves its pages work under the CSP: no inline script or style."""
+    violations: list[str] = []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security" in m.text else 0)
+    yield
+    assert violations == []
+
+
 def manager(django_user_model, team: Team):
     user = django_user_model.objects.create_user("ada", password=PASSWORD)
     Membership.objects.create(team=team, user=user, role=role_group(Role.MANAGER))
@@ -164,9 +173,17 @@ def test_on_a_phone_the_menu_opens_and_the_server_actions_are_reachable(
             assert within_width(action, PHONE["width"])
     assert page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
 
+    # The target picker fits too.
     toggle.click()
     nav.get_by_role("link", name="Jobs").click()
     expect(page.locator("h1")).to_have_text("Jobs")
+    page.goto("/jobs/new/")
+    picker = page.locator(".target-picker")
+    for control in (picker.get_by_role("checkbox", name="db-2"), picker.get_by_text("Select none")):
+        control.scroll_into_view_if_needed()
+        assert within_width(control, PHONE["width"])
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
+    screenshot(page, "forms-phone-job-form")
 
 
 def test_adding_a_server_with_a_password_and_a_new_tag(live_app, page, django_user_model, team):

@@ -1,5 +1,5 @@
-// Layout for narrow screens: the main menu collapses behind a button, and tables become
-// one card per row whose cells are labelled with their column's header.
+// Layout for narrow screens: the main menu collapses behind a button, and tables marked
+// `cards` show one card per row.
 (function () {
   "use strict";
   const topbar = document.querySelector(".topbar");
@@ -24,30 +24,14 @@
     });
   }
 
-  // The CSS turns a labelled table into cards only on narrow screens; the labels come from
-  // the header so that no template has to repeat them per cell.
-  const label = (wrap) => {
-    const table = wrap.querySelector("table");
-    const headers = table ? [...table.querySelectorAll("thead th")] : [];
-    if (!headers.length) return;
+  // On narrow screens the CSS shows a `.table-wrap.cards` table as one card per row; each
+  // cell is labelled with its column's header, so that no template repeats them per cell.
+  for (const table of document.querySelectorAll(".table-wrap.cards table")) {
+    const headers = [...table.querySelectorAll("thead th")].map((th) => th.textContent.trim());
     for (const row of table.querySelectorAll("tbody tr")) {
       [...row.cells].forEach((cell, index) => {
-        const text = headers[index] && headers[index].textContent.trim();
-        if (text && cell.colSpan === 1) cell.dataset.label = text;
+        if (headers[index] && cell.colSpan === 1) cell.dataset.label = headers[index];
       });
     }
-    wrap.dataset.reflow = "";
-  };
-  const labelAll = () => document.querySelectorAll(".table-wrap").forEach(label);
-  labelAll();
-  // Rows arrive later too: htmx swaps in the running list, the execution page updates hosts.
-  const touchesTable = (record) =>
-    record.target.closest(".table-wrap") ||
-    [...record.addedNodes].some((node) => node.querySelector && node.querySelector(".table-wrap"));
-  const main = document.querySelector("main");
-  if (main) {
-    new MutationObserver((records) => {
-      if (records.some(touchesTable)) labelAll();
-    }).observe(main, { childList: true, subtree: true });
   }
 })();
