@@ -12,7 +12,7 @@ from servers.validation import private_key_error
 from tsubame.crypto import is_usable_secret
 
 SECRET_FIELDS = ("private_key", "passphrase", "password")
-# The inputs that belong to one authentication method; the other method's are ignored.
+# The inputs that belong to one authentication method; the UI form ignores the other's.
 METHOD_INPUTS = {
     Server.AuthMethod.KEY: ("new_private_key", "private_key_file", "new_passphrase"),
     Server.AuthMethod.PASSWORD: ("new_password",),
@@ -80,12 +80,6 @@ class ServerForm(forms.ModelForm):
 
     def clean(self) -> dict[str, object]:
         data = super().clean()
-        # A key pasted before switching to password authentication (or the reverse) is
-        # neither checked nor stored: only the chosen method's secrets are used.
-        for method, names in METHOD_INPUTS.items():
-            if data.get("auth_method") != method:
-                for name in names:
-                    data.pop(name, None)
         key = data.get("new_private_key")
         if key:
             stored = self.instance.passphrase
@@ -130,8 +124,8 @@ class TagNamesField(forms.CharField):
 
 
 class ServerPageForm(TeamOwnedForm, ServerForm):
-    """The UI's server form: tags by name (new names become tags when saved), and a "clear"
-    box only for a secret that is stored."""
+    """The UI's server form: tags by name (new names become tags when saved), only the
+    chosen authentication method's secrets, and a "clear" box only for a stored secret."""
 
     tags = TagNamesField(
         required=False,
@@ -151,6 +145,15 @@ class ServerPageForm(TeamOwnedForm, ServerForm):
             # Undecryptable ciphertext counts as stored: clearing it is how one gets rid of it.
             if not getattr(self.instance, name):
                 del self.fields[f"clear_{name}"]
+
+    def clean(self) -> dict[str, object]:
+        # The page shows only the chosen method's inputs. A key pasted before switching to
+        # password authentication (or the reverse) is neither checked nor stored.
+        for method, names in METHOD_INPUTS.items():
+            if self.cleaned_data.get("auth_method") != method:
+                for name in names:
+                    self.cleaned_data.pop(name, None)
+        return super().clean()
 
     @property
     def method_groups(self) -> list[tuple[str, str, list[forms.BoundField]]]:
