@@ -7,8 +7,10 @@ from typing import Any
 from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm, AdminPasswordChangeForm
 from django.contrib.auth.forms import AuthenticationForm
+from django.db.models import QuerySet
 
 from accounts import throttle
+from accounts.models import Team
 
 
 def _refuse_if_locked(username: str, address: str | None, what: str) -> None:
@@ -67,3 +69,16 @@ class ThrottledPasswordChangeForm(AdminPasswordChangeForm):
             raise
         throttle.forget_failures(username)
         return old_password
+
+
+class TeamOwnedForm(forms.ModelForm):
+    """A UI form for a team-owned object; the view names the teams it may be put in."""
+
+    def offer_teams(self, teams: QuerySet[Team]) -> None:
+        field = self.fields["team"]
+        field.queryset = teams
+        choices = list(teams[:2])
+        # With a single team to choose from there is no choice to make: it is preselected.
+        if self.instance._state.adding and len(choices) == 1:
+            field.empty_label = None
+            self.initial.setdefault("team", choices[0].pk)

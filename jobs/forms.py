@@ -5,6 +5,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
+from accounts.forms import TeamOwnedForm
 from jobs.models import Job
 from servers.models import Server
 
@@ -40,6 +41,13 @@ class JobForm(forms.ModelForm):
         return data
 
 
+class JobPageForm(TeamOwnedForm, JobForm):
+    """The UI's job form: its targets are checkboxes, for the target picker."""
+
+    class Meta(JobForm.Meta):
+        widgets = {"servers": forms.CheckboxSelectMultiple}
+
+
 class RunForm(forms.Form):
     """Which of the job's team's servers to run on; the job's own targets are preselected."""
 
@@ -49,5 +57,7 @@ class RunForm(forms.Form):
 
     def __init__(self, *args: Any, job: Job, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["servers"].queryset = Server.objects.filter(team=job.team_id).order_by("name")
+        self.fields["servers"].queryset = (
+            Server.objects.filter(team=job.team_id).order_by("name").prefetch_related("tags")
+        )
         self.fields["servers"].initial = [server.pk for server in job.servers.all()]

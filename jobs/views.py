@@ -13,7 +13,7 @@ from accounts.models import Source
 from executions import services
 from executions.models import Execution, Trigger
 from jobs.filters import JobFilter
-from jobs.forms import JobForm, RunForm
+from jobs.forms import JobPageForm, RunForm
 from jobs.models import Job
 from jobs.services import delete_job, deletion_effects, save_job
 from servers.models import Server
@@ -49,9 +49,11 @@ def job_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def job_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     job, teams = policy.for_editing(Job.objects.all(), request.user, pk)
-    form = JobForm(request.POST or None, instance=job)
-    form.fields["team"].queryset = teams
-    form.fields["servers"].queryset = policy.visible(Server.objects.all(), request.user)
+    form = JobPageForm(request.POST or None, instance=job)
+    form.offer_teams(teams)
+    form.fields["servers"].queryset = policy.visible(
+        Server.objects.select_related("team").prefetch_related("tags"), request.user
+    )
     if request.method == "POST" and form.is_valid():
         saved = save_job(
             form.save(commit=False),

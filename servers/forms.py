@@ -1,12 +1,22 @@
 from __future__ import annotations
 
-from django import forms
+import re
+from typing import Any
 
-from servers.models import Server
+from django import forms
+from django.core.validators import validate_slug
+
+from accounts.forms import TeamOwnedForm
+from servers.models import Server, Tag
 from servers.validation import private_key_error
 from tsubame.crypto import is_usable_secret
 
 SECRET_FIELDS = ("private_key", "passphrase", "password")
+# The inputs that belong to one authentication method; the UI form ignores the other's.
+METHOD_INPUTS = {
+    Server.AuthMethod.KEY: ("new_private_key", "private_key_file", "new_passphrase"),
+    Server.AuthMethod.PASSWORD: ("new_password",),
+}
 
 
 class WriteOnlyTextarea(forms.Textarea):
@@ -91,3 +101,74 @@ class ServerForm(forms.ModelForm):
             server.save()
             self.save_m2m()
         return server
+
+
+class TagNamesField(forms.CharField):
+    """Tag names typed as text, separated by commas or spaces; the names, sorted, unique."""
+
+    def prepare_value(self, value: Any) -> Any:
+        return ", ".join(value) if isinstance(value, list | tuple) else value
+
+    def to_python(self, value: Any) -> list[str]:
+        names = sorted({name for name in re.split(r"[\s,]+", super().to_python(value)) if name})
+        for name in names:
+            if len(name) > Tag._meta.get_field("name").max_length:
+                raise forms.ValidationError(f"The tag {name!r} is too long.")
+            try:
+                validate_slug(name)
+            except forms.ValidationError:
+                raise forms.ValidationError(
+                    f"The tag {name!r} may only have letters, digits, - and _."
+                ) from None
+        return names
+
+
+class ServerPageForm(TeamOwnedForm, ServerForm):
+    """The UI's server form: tags by name (new names become tags when saved), only the
+    chosen authentication method's secrets, and a "clear" box only for a stored secret."""
+
+    tags = TagNamesField(
+        required=False,
+        help_text="Separated by commas. A name that is not a tag yet becomes one.",
+    )
+
+    class Meta(ServerForm.Meta):
+        fields = ["team", "name", "host", "port", "username", "description", "auth_method"]
+
+    field_order = ["team", "name", "host", "port", "username", "tags", "description"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial.setdefault("tags", [tag.name for tag in self.instance.tags.all()])
+        for name in SECRET_FIELDS:
+            # Undecryptable ciphertext counts as stored: clearing it is how one gets rid of it.
+            if not getattr(self.instance, name):
+                del self.fields[f"clear_{name}"]
+
+    def clean(self) -> dict[str, object]:
+        # The page shows only the chosen method's inputs. A key pasted before switching to
+        # password authentication (or the reverse) is neither checked nor stored.
+        for method, names in METHOD_INPUTS.items():
+            if self.cleaned_data.get("auth_method") != method:
+                for name in names:
+                    self.cleaned_data.pop(name, None)
+        return super().clean()
+
+    @property
+    def method_groups(self) -> list[tuple[str, str, list[forms.BoundField]]]:
+        """Per authentication method: its value, its label and its secret inputs."""
+        return [
+            (method.value, method.label, [self[name] for name in names])
+            for method, names in METHOD_INPUTS.items()
+        ]
+
+    @property
+    def clear_inputs(self) -> list[forms.BoundField]:
+        return [self[f"clear_{name}"] for name in SECRET_FIELDS if f"clear_{name}" in self.fields]
+
+    @property
+    def general_inputs(self) -> list[forms.BoundField]:
+        grouped = {name for names in METHOD_INPUTS.values() for name in names}
+        grouped |= {f"clear_{name}" for name in SECRET_FIELDS}
+        return [field for field in self if field.name not in grouped]

@@ -61,19 +61,26 @@ def save_server(
     *,
     actor: Any,
     source: Source,
-    tags: Iterable[Tag] | None = None,
+    tags: Iterable[Tag | str] | None = None,
     changed_fields: Iterable[str] = (),
 ) -> Server:
-    """Create or change a server (and set its tags, if given) with its audit row."""
+    """Create or change a server (and set its tags, if given) with its audit row.
+
+    A tag given by name is created if there is none of that name yet.
+    """
     created = server._state.adding
     with transaction.atomic():
         server.save()
         if tags is not None:
-            server.tags.set(tags)
+            server.tags.set([_tag(tag) for tag in tags])
         audit.record_saved(
             server, created=created, actor=actor, source=source, changed_fields=changed_fields
         )
     return server
+
+
+def _tag(tag: Tag | str) -> Tag:
+    return tag if isinstance(tag, Tag) else Tag.objects.get_or_create(name=tag)[0]
 
 
 @dataclass(frozen=True)

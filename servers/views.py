@@ -12,7 +12,7 @@ from accounts.models import Source
 from executions.models import HostRun
 from servers import services, ssh
 from servers.filters import ServerFilter
-from servers.forms import ServerForm
+from servers.forms import ServerPageForm
 from servers.models import Server, Tag
 from tsubame.pages import filtered_page
 
@@ -61,8 +61,8 @@ def server_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def server_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     server, teams = policy.for_editing(Server.objects.all(), request.user, pk)
-    form = ServerForm(request.POST or None, request.FILES or None, instance=server)
-    form.fields["team"].queryset = teams
+    form = ServerPageForm(request.POST or None, request.FILES or None, instance=server)
+    form.offer_teams(teams)
     if request.method == "POST" and form.is_valid():
         saved = services.save_server(
             form.save(commit=False),
@@ -74,7 +74,9 @@ def server_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         messages.success(request, f"Saved {saved.name}.")
         return redirect("server-list")
     return render(
-        request, "servers/server_form.html", {"form": form, "server": server, "section": "servers"}
+        request,
+        "servers/server_form.html",
+        {"form": form, "server": server, "known_tags": Tag.objects.all(), "section": "servers"},
     )
 
 

@@ -290,7 +290,7 @@ def test_api_token_and_membership_changes_are_audited(
 
 def test_ui_server_job_and_token_changes_are_audited(admin, manager, team, sshd, recorded):
     tag = Tag.objects.create(name="prod")
-    form = server_form(team, sshd, tags=[tag.pk])
+    form = server_form(team, sshd, tags=tag.name)
     assert admin.post(reverse("server-add"), form).status_code == 302
     server = Server.objects.get(name="web-1")
     assert list(server.tags.all()) == [tag]
