@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
@@ -11,6 +12,21 @@ from servers.ssh import INTERPRETER_PATTERN
 
 if TYPE_CHECKING:
     from servers.models import Server
+
+
+def normalized_script(script: str) -> str:
+    # Browsers send textareas with CRLF line ends; bash would then run `cd /tmp\r`.
+    return script.replace("\r\n", "\n")
+
+
+def validate_script_size(script: str) -> None:
+    """One limit for every face (UI, admin, API), checked on the script as it will be stored."""
+    size, limit = len(normalized_script(script).encode()), settings.JOB_SCRIPT_MAX_BYTES
+    if size > limit:
+        raise ValidationError(
+            f"This script is {size:,} bytes; a job's script can be at most {limit:,} bytes.",
+            code="script_too_large",
+        )
 
 
 class Job(TeamOwned, models.Model):
@@ -28,7 +44,9 @@ class Job(TeamOwned, models.Model):
         ],
         help_text="Absolute path of the program that runs the script on each server.",
     )
-    script = models.TextField(help_text="Run on each server with the interpreter.")
+    script = models.TextField(
+        validators=[validate_script_size], help_text="Run on each server with the interpreter."
+    )
     servers = models.ManyToManyField(
         "servers.Server",
         blank=True,
@@ -62,8 +80,7 @@ class Job(TeamOwned, models.Model):
         return self.name
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        # Browsers send textareas with CRLF line ends; bash would then run `cd /tmp\r`.
-        self.script = self.script.replace("\r\n", "\n")
+        self.script = normalized_script(self.script)
         super().save(*args, **kwargs)
 
     def clean_targets(self, servers: list[Server]) -> None:
