@@ -18,6 +18,7 @@ from executions.models import Execution, HostRun, Status
 from executions.output import OutputWriter
 from servers import ssh
 from servers.models import Server
+from servers.services import record_run_results
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ def run_execution(execution_id: int) -> None:
         done.set()
         watchdog.join()
     services.finish_execution(execution.pk)
+    record_run_results(execution.host_runs.all())
 
 
 def _run_host(

@@ -6,7 +6,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Avg, Count, DurationField, Exists, ExpressionWrapper, F, OuterRef, Q
+from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Q
 from django.db.models.functions import TruncDate
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -101,19 +101,13 @@ def running(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def execution_list(request: HttpRequest) -> HttpResponse:
-    executions = visible_executions(request)
-    text = request.GET.get("q", "").strip()
-    if text:
-        matching = logs.chunks_containing(text).filter(execution=OuterRef("pk"))
-        executions = executions.filter(Exists(matching))
-    filters, page = filtered_page(request, ExecutionFilter, executions)
+    filters, page = filtered_page(request, ExecutionFilter, visible_executions(request))
     return render(
         request,
         "executions/execution_list.html",
         {
             "filters": filters,
             "page": page,
-            "q": text,
             "filtered": any(value for key, value in request.GET.items() if key != "page"),
             "statuses": Status.choices,
             "server_names": server_names(request),

@@ -14,6 +14,21 @@ if TYPE_CHECKING:
     from servers.models import Server
 
 
+def normalized_script(script: str) -> str:
+    # Browsers send textareas with CRLF line ends; bash would then run `cd /tmp\r`.
+    return script.replace("\r\n", "\n")
+
+
+def validate_script_size(script: str) -> None:
+    """One limit for every face (UI, admin, API), checked on the script as it will be stored."""
+    size, limit = len(normalized_script(script).encode()), settings.JOB_SCRIPT_MAX_BYTES
+    if size > limit:
+        raise ValidationError(
+            f"This script is {size:,} bytes; a job's script can be at most {limit:,} bytes.",
+            code="script_too_large",
+        )
+
+
 def validate_max_parallel(value: int) -> None:
     # A function rather than MaxValueValidator(settings...): the limit is read when a job is
     # validated, not frozen into a migration when the field was last changed.
@@ -42,7 +57,9 @@ class Job(TeamOwned, models.Model):
         ],
         help_text="Absolute path of the program that runs the script on each server.",
     )
-    script = models.TextField(help_text="Run on each server with the interpreter.")
+    script = models.TextField(
+        validators=[validate_script_size], help_text="Run on each server with the interpreter."
+    )
     servers = models.ManyToManyField(
         "servers.Server",
         blank=True,
@@ -77,8 +94,7 @@ class Job(TeamOwned, models.Model):
         return self.name
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        # Browsers send textareas with CRLF line ends; bash would then run `cd /tmp\r`.
-        self.script = self.script.replace("\r\n", "\n")
+        self.script = normalized_script(self.script)
         super().save(*args, **kwargs)
 
     def clean_targets(self, servers: list[Server]) -> None:

@@ -12,6 +12,9 @@ from servers import ssh
 from servers.validation import validate_one_printable_line
 from tsubame.crypto import SecretTextField, Undecryptable, is_usable_secret
 
+# What the last test or run found out about a server's health.
+CHECK_FIELDS = ["last_check_status", "last_check_message", "last_check_latency_ms", "last_check_at"]
+
 
 class Tag(models.Model):
     name = models.SlugField(max_length=50, unique=True)
@@ -126,6 +129,11 @@ class Server(TeamOwned, models.Model):
         )
 
     def trust_host_key(self, key: ssh.HostKey, user: object | None) -> None:
+        if key.fingerprint != self.host_key_fingerprint:
+            # The last test or run met the server under the key trusted before (or none),
+            # "host key changed" most likely: that no longer says anything about it.
+            self.last_check_status = self.last_check_message = ""
+            self.last_check_latency_ms = self.last_check_at = None
         self.host_key_type = key.key_type
         self.host_key = key.key_base64
         self.host_key_fingerprint = key.fingerprint
@@ -138,6 +146,7 @@ class Server(TeamOwned, models.Model):
                 "host_key_fingerprint",
                 "host_key_trusted_at",
                 "host_key_trusted_by",
+                *CHECK_FIELDS,
                 "updated_at",
             ]
         )
@@ -147,11 +156,4 @@ class Server(TeamOwned, models.Model):
         self.last_check_message = check.message
         self.last_check_latency_ms = check.latency_ms
         self.last_check_at = timezone.now()
-        self.save(
-            update_fields=[
-                "last_check_status",
-                "last_check_message",
-                "last_check_latency_ms",
-                "last_check_at",
-            ]
-        )
+        self.save(update_fields=CHECK_FIELDS)

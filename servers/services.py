@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 
 from accounts import audit, policy
 from accounts.models import Source
-from executions.models import ACTIVE_STATUSES, Execution
+from executions.models import ACTIVE_STATUSES, Execution, HostRun
 from jobs.models import Job
 from servers import ssh
 from servers.models import Server, Tag
@@ -28,6 +29,33 @@ def check_connection(server: Server) -> ssh.ConnectionCheck:
         check = ssh.ConnectionCheck(status=exc.kind, latency_ms=None, message=str(exc))
     server.record_check(check)
     return check
+
+
+def record_run_results(host_runs: Iterable[HostRun]) -> None:
+    """What finished runs found out about their servers, kept where a test's result is.
+
+    A run that started its script (it has an exit code, succeeded or timed out) got through
+    to the server, its host key and the login: "ok". One that failed without an exit code
+    did not, or lost the connection, or its script was killed by a signal: "run_failed", with
+    the run's error. A cancelled run says nothing. Nor does a run that finished before the
+    server's last test or host-key trust: the newer news stands.
+    """
+    from executions.models import Status  # executions builds on servers, not the reverse
+
+    for run in host_runs:
+        if run.server_id is None or run.finished_at is None or run.status == Status.CANCELLED:
+            continue
+        reached = run.exit_code is not None or run.status in (Status.SUCCEEDED, Status.TIMED_OUT)
+        Server.objects.filter(
+            Q(last_check_at__isnull=True) | Q(last_check_at__lt=run.finished_at),
+            Q(host_key_trusted_at__isnull=True) | Q(host_key_trusted_at__lt=run.finished_at),
+            pk=run.server_id,
+        ).update(
+            last_check_status="ok" if reached else "run_failed",
+            last_check_message="a run got through and ran its script" if reached else run.error,
+            last_check_latency_ms=None,
+            last_check_at=run.finished_at,
+        )
 
 
 def trust_offered_host_key(

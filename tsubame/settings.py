@@ -306,11 +306,20 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
 
+# The largest job script (UTF-8 bytes): the UI, the admin and the API refuse a larger one
+# with the same message (jobs.models.validate_script_size).
+JOB_SCRIPT_MAX_BYTES = envint("JOB_SCRIPT_MAX_BYTES", 1024 * 1024)
 # The largest JSON body the API accepts (a job's script travels in it).
 API_MAX_BODY_BYTES = envint("API_MAX_BODY_BYTES", 5 * 1024 * 1024)
 # The largest request body the web server (tsubame.webserver) reads at all: a larger one is
-# refused with 413 before it is buffered. Above the API's limit, so the API answers those.
-HTTP_MAX_BODY_BYTES = envint("HTTP_MAX_BODY_BYTES", API_MAX_BODY_BYTES + 1024 * 1024)
+# refused with 413 before it is buffered. Above the API's limit, so the API answers those,
+# and above three times the script limit, as a form URL-encodes a byte into up to three.
+HTTP_MAX_BODY_BYTES = envint(
+    "HTTP_MAX_BODY_BYTES", max(API_MAX_BODY_BYTES, 3 * JOB_SCRIPT_MAX_BYTES) + 1024 * 1024
+)
+# Django answers a larger form body with a bare 400 page before any form sees it: let it read
+# whatever the web server lets through, so a form refuses a too-large script itself.
+DATA_UPLOAD_MAX_MEMORY_SIZE = HTTP_MAX_BODY_BYTES
 # Every API token expires, at most this many days after it is made.
 API_TOKEN_MAX_DAYS = envint("API_TOKEN_MAX_DAYS", 365)
 

@@ -1,8 +1,30 @@
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.permissions import AllowAny
+from rest_framework.routers import APIRootView
+
+from accounts.api.urls import router as accounts_router
+from executions.api.urls import router as executions_router
+from jobs.api.urls import router as jobs_router
+from servers.api.urls import router as servers_router
+
+API_ROUTERS = [accounts_router, servers_router, jobs_router, executions_router]
+
+# /api/v1/ lists each resource's URL (and the schema and its docs). It names nothing the
+# public schema does not, so it needs no login, like the schema itself.
+api_root = APIRootView.as_view(
+    api_root_dict={
+        prefix: f"{basename}-list"
+        for router in API_ROUTERS
+        for prefix, _, basename in router.registry
+    }
+    | {"schema": "schema", "docs": "docs"},
+    permission_classes=[AllowAny],
+)
 
 api_urlpatterns = [
+    path("", api_root, name="root"),
     path("", include("accounts.api.urls")),
     path("", include("servers.api.urls")),
     path("", include("jobs.api.urls")),

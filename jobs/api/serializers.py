@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from rest_framework import serializers
 
 from accounts.models import Team
-from jobs.models import Job
+from jobs.models import Job, validate_script_size
 from servers.models import Server
 from tsubame.api.base import StrictModelSerializer, StrictSerializer, VisibleRelatedField
 
@@ -14,7 +14,7 @@ from tsubame.api.base import StrictModelSerializer, StrictSerializer, VisibleRel
 class JobSerializer(StrictModelSerializer):
     team = VisibleRelatedField(queryset=Team.objects.all())
     servers = VisibleRelatedField(many=True, queryset=Server.objects.all(), required=False)
-    script = serializers.CharField(trim_whitespace=False)
+    script = serializers.CharField(trim_whitespace=False, validators=[validate_script_size])
 
     class Meta:
         model = Job

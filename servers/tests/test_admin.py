@@ -138,8 +138,8 @@ def test_host_key_is_trusted_only_after_a_person_confirms_its_fingerprint(
 @pytest.mark.parametrize(
     ("key", "passphrase", "error"),
     [
-        ("not a key at all", "", "cannot parse the private key"),
-        ("encrypted", "", "a passphrase is needed"),
+        ("not a key at all", "", "this is not a private key"),
+        ("encrypted", "", "this key is encrypted: give its passphrase"),
         ("encrypted", "wrong passphrase", "wrong passphrase"),
     ],
 )

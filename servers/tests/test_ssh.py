@@ -248,7 +248,7 @@ def test_encrypted_key_with_the_right_passphrase_connects(sshd: LocalSshd) -> No
 
 @pytest.mark.parametrize(
     ("passphrase", "message"),
-    [("wrong", "wrong passphrase"), (None, "a passphrase is needed")],
+    [("wrong", "wrong passphrase"), (None, "give its passphrase")],
 )
 def test_encrypted_key_without_the_right_passphrase_is_a_credential_error(
     sshd: LocalSshd, passphrase, message

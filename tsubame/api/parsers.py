@@ -2,7 +2,7 @@
 from the request stream.
 
 Not a JSONParser subclass on purpose: DRF hands those `request.body`, which Django refuses
-past DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) with an HTML 400 before the limit here is checked.
+past DATA_UPLOAD_MAX_MEMORY_SIZE with an HTML 400 before the limit here is checked.
 """
 
 from __future__ import annotations
