@@ -5,8 +5,8 @@
 // last sequence number it has, so nothing is missed or shown twice. When the server refuses
 // the socket (signed out, not found), it stops and says why instead of retrying.
 //
-// Memory stays bounded whatever the log size: the terminal keeps SCROLLBACK_LINES, and no
-// output is kept in JavaScript. Switching between hosts and the combined view re-reads the
+// Memory stays bounded whatever the log size: the terminal keeps as many lines as fit in
+// SCROLLBACK_BYTES at its width, and no output is kept in JavaScript. Switching between hosts and the combined view re-reads the
 // end of that view (about TAIL_CHARS) from the log API; older output is in the raw log.
 //
 // The combined view of several hosts reads like `docker compose logs`: each line carries its
@@ -16,7 +16,9 @@
 (function () {
   "use strict";
 
-  const SCROLLBACK_LINES = 10000;
+  // xterm.js holds 12 bytes per cell of scrollback, whatever the line's length.
+  const SCROLLBACK_BYTES = 40 * 1024 * 1024;
+  const CELL_BYTES = 12;
   const TAIL_CHARS = 2 * 1024 * 1024;
   // A line longer than this without a newline goes to the scrollback as it is.
   const MAX_PARTIAL_CHARS = 16 * 1024;
@@ -56,7 +58,7 @@
   const term = new Terminal({
     convertEol: true, // commands without a pty print bare \n: show it as a terminal would
     disableStdin: true,
-    scrollback: SCROLLBACK_LINES,
+    scrollback: 0, // set by fitted() once the width is known
     fontSize: 12.5,
     fontFamily: 'ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace',
     theme: { background: "#0d1117" },
@@ -64,8 +66,12 @@
   const fit = new FitAddon.FitAddon();
   term.loadAddon(fit);
   term.open(document.getElementById("terminal"));
-  fit.fit();
-  window.addEventListener("resize", () => fit.fit());
+  function fitted() {
+    fit.fit();
+    term.options.scrollback = Math.floor(SCROLLBACK_BYTES / (CELL_BYTES * term.cols));
+  }
+  fitted();
+  window.addEventListener("resize", fitted);
 
   let view = "all"; // "all" or a host run id
   let lastSeq = config.after;
@@ -162,12 +168,13 @@
     liveLines.hidden = false;
   }
 
-  // An unfinished line whose host has stopped (or the view changed) is final as it is.
-  function flushPartials(hostRun) {
+  // An unfinished line is final as it is once its host has stopped (or everything ended).
+  function flushPartials() {
     let text = "";
     for (const [key, rest] of partials) {
       const [id, stream] = key.split(":");
-      if (hostRun !== undefined && Number(id) !== hostRun) continue;
+      const status = hosts.get(Number(id)).status;
+      if (!finished && (status === "queued" || status === "running")) continue;
       text += prefixed(hosts.get(Number(id)), stream, rest);
       setPartial(key, null, stream, "");
     }
@@ -238,8 +245,8 @@
     if (mine !== generation) return;
     const waiting = held;
     held = null;
-    render(waiting);
-    if (finished) flushPartials();
+    await render(waiting);
+    flushPartials();
   }
 
   // Follow the end unless the person scrolled up; offer a way back.
@@ -315,7 +322,6 @@
       if (host) {
         reorder = reorder || FAILED.has(host.status) !== FAILED.has(run.status);
         host.status = run.status;
-        if (!active && !held && combined()) flushPartials(run.id);
       }
       const row = document.querySelector(`tr[data-host-run="${run.id}"]`);
       if (!row) continue;
@@ -325,6 +331,7 @@
       row.querySelector('[data-field="error"]').textContent = run.error;
     }
     if (reorder) sortHosts();
+    if (!held) flushPartials();
     const total = message.host_runs.length;
     document.getElementById("progress-text").textContent = `${done}/${total} hosts done`;
     document.getElementById("progress-bar").style.width = `${total ? (100 * done) / total : 0}%`;
@@ -398,7 +405,7 @@
     get lastSeq() { return lastSeq; },
     get finished() { return finished; },
     get refusedWith() { return refusedWith; },
-    get rows() { return term.rows; },
+    get scrollback() { return term.options.scrollback; },
     bufferText() {
       const buffer = term.buffer.active;
       const lines = [];
