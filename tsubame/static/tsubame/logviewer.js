@@ -135,7 +135,6 @@
   function onScreen(text) {
     const segments = text.split("\r").filter((segment) => segment !== "");
     const last = segments.length ? segments[segments.length - 1] : "";
-    // eslint-disable-next-line no-control-regex
     return last.replace(/\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)?|\x1b./g, "");
   }
 
