@@ -60,6 +60,10 @@ def test_combined_view_prefixes_every_line_and_keeps_progress_bars_in_place(
                 f"{name}progress 60%"
             )
         assert not [line for line in terminal_lines(page) if "progress" in line]
+        colours = live.locator(".live-host").evaluate_all(
+            "(names) => names.map((n) => n.style.color)"
+        )
+        assert len(set(colours)) == 3  # a colour of its own for each host
         screenshot(page, "viewer-combined-progress")
     finally:
         go(shared_dir, 1)

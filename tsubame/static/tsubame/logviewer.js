@@ -34,17 +34,30 @@
   const several = config.hosts.length > 1;
   const naturally = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
 
-  function colourOf(name) {
-    let hash = 2166136261; // FNV-1a: the same name gets the same colour on every page
-    for (let i = 0; i < name.length; i += 1) hash = Math.imul(hash ^ name.charCodeAt(i), 16777619);
-    return PALETTE[(hash >>> 0) % PALETTE.length];
+  // Each name hashes to its own place in the palette, so a host keeps its colour on every
+  // page; a place already taken by another host of this execution passes to the next free one.
+  function coloursOf(names) {
+    const colours = new Map();
+    const used = new Set();
+    for (const name of [...names].sort(naturally.compare)) {
+      let hash = 2166136261; // FNV-1a
+      for (let i = 0; i < name.length; i += 1) hash = Math.imul(hash ^ name.charCodeAt(i), 16777619);
+      let place = (hash >>> 0) % PALETTE.length;
+      for (let tries = 0; tries < PALETTE.length && used.has(place); tries += 1) {
+        place = (place + 1) % PALETTE.length;
+      }
+      used.add(place);
+      colours.set(name, PALETTE[place]);
+    }
+    return colours;
   }
+  const colours = coloursOf(config.hosts.map((host) => host.name));
 
   const width = Math.min(MAX_LABEL, Math.max(...config.hosts.map((host) => host.name.length)));
   const hosts = new Map(
     config.hosts.map((host) => {
       const label = host.name.length > width ? `${host.name.slice(0, width - 1)}…` : host.name;
-      const colour = colourOf(host.name);
+      const colour = colours.get(host.name);
       const rgb = [1, 3, 5].map((i) => parseInt(colour.slice(i, i + 2), 16)).join(";");
       return [host.id, {
         ...host,
