@@ -19,6 +19,7 @@
   // xterm.js holds 12 bytes per cell of scrollback, whatever the line's length.
   const SCROLLBACK_BYTES = 40 * 1024 * 1024;
   const CELL_BYTES = 12;
+  const MAX_SCROLLBACK_LINES = 100000;
   const TAIL_CHARS = 2 * 1024 * 1024;
   // A line longer than this without a newline goes to the scrollback as it is.
   const MAX_PARTIAL_CHARS = 16 * 1024;
@@ -81,7 +82,8 @@
   term.open(document.getElementById("terminal"));
   function fitted() {
     fit.fit();
-    term.options.scrollback = Math.floor(SCROLLBACK_BYTES / (CELL_BYTES * term.cols));
+    // Narrow terminals get more lines, up to a count whose per-line objects stay small too.
+    term.options.scrollback = Math.min(MAX_SCROLLBACK_LINES, Math.floor(SCROLLBACK_BYTES / (CELL_BYTES * term.cols)));
   }
   fitted();
   window.addEventListener("resize", fitted);
