@@ -137,7 +137,11 @@ def execution_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "socket": f"/ws/executions/{execution.pk}/",
         "login": f"{reverse('login')}?{urlencode({'next': request.get_full_path()}, safe='/')}",
         "after": start_after,
-        "hosts": [{"id": run.pk, "name": logs.one_line(run.server_name)} for run in host_runs],
+        "log": reverse("api:execution-log", args=[execution.pk]),
+        "hosts": [
+            {"id": run.pk, "name": logs.one_line(run.server_name), "status": run.status}
+            for run in host_runs
+        ],
     }
     return render(
         request,

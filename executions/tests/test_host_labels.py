@@ -54,7 +54,7 @@ def test_the_raw_log_keeps_each_name_on_its_header_line(superuser, execution):
 def test_the_live_viewer_and_the_admin_show_names_escaped(client, superuser, execution):
     client.force_login(superuser)
     page = client.get(reverse("execution-detail", args=[execution.pk]))
-    # The viewer writes these names into the terminal between hosts' output.
+    # The viewer writes these names into the terminal before each line of their output.
     assert [host["name"] for host in page.context["viewer"]["hosts"]] == [
         "a-web",
         "x <==\\n==> y",

@@ -3,20 +3,76 @@
 // The page opens at the end of the output (the server picks `after` so that only the last
 // few MB are replayed), follows new output, and reconnects after a network drop with the
 // last sequence number it has, so nothing is missed or shown twice. When the server refuses
-// the socket (signed out, not found), it stops and says why instead of retrying. Output stays in memory
-// (up to MAX_KEPT_BYTES) so that switching between hosts and the combined view is instant.
+// the socket (signed out, not found), it stops and says why instead of retrying.
+//
+// Memory stays bounded whatever the log size: the terminal keeps as many lines as fit in
+// SCROLLBACK_BYTES at its width, and no output is kept in JavaScript. Switching between hosts and the combined view re-reads the
+// end of that view (about TAIL_CHARS) from the log API; older output is in the raw log.
+//
+// The combined view of several hosts reads like `docker compose logs`: each line carries its
+// host's name in a colour of its own, stderr lines are marked with a red "!", and a line still
+// being written (a prompt, a progress bar redrawn with \r) stays out of the scrollback, in a
+// live row per host under the terminal, until its newline arrives.
 (function () {
   "use strict";
 
-  const MAX_KEPT_BYTES = 48 * 1024 * 1024;
+  // xterm.js holds 12 bytes per cell of scrollback, whatever the line's length.
+  const SCROLLBACK_BYTES = 40 * 1024 * 1024;
+  const CELL_BYTES = 12;
+  const MAX_SCROLLBACK_LINES = 100000;
+  const TAIL_CHARS = 2 * 1024 * 1024;
+  // A line longer than this without a newline goes to the scrollback as it is.
+  const MAX_PARTIAL_CHARS = 16 * 1024;
+  const MAX_LABEL = 24;
+  const FAILED = new Set(["failed", "timed_out", "lost"]);
+  // Distinct on a dark background, none of them the red that marks stderr.
+  const PALETTE = [
+    "#58a6ff", "#7ee787", "#e3b341", "#d2a8ff", "#39c5cf", "#ffa657",
+    "#ff9bce", "#c3e88d", "#a5a5ff", "#3fb950", "#d8b384",
+  ];
+
   const config = JSON.parse(document.getElementById("viewer-config").textContent);
-  const hostNames = new Map(config.hosts.map((host) => [host.id, host.name]));
   const several = config.hosts.length > 1;
+  const naturally = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
+
+  // Each name hashes to its own place in the palette, so a host keeps its colour on every
+  // page; a place already taken by another host of this execution passes to the next free one.
+  function coloursOf(names) {
+    const colours = new Map();
+    const used = new Set();
+    for (const name of [...names].sort(naturally.compare)) {
+      let hash = 2166136261; // FNV-1a
+      for (let i = 0; i < name.length; i += 1) hash = Math.imul(hash ^ name.charCodeAt(i), 16777619);
+      let place = (hash >>> 0) % PALETTE.length;
+      for (let tries = 0; tries < PALETTE.length && used.has(place); tries += 1) {
+        place = (place + 1) % PALETTE.length;
+      }
+      used.add(place);
+      colours.set(name, PALETTE[place]);
+    }
+    return colours;
+  }
+  const colours = coloursOf(config.hosts.map((host) => host.name));
+
+  const width = Math.min(MAX_LABEL, Math.max(...config.hosts.map((host) => host.name.length)));
+  const hosts = new Map(
+    config.hosts.map((host) => {
+      const label = host.name.length > width ? `${host.name.slice(0, width - 1)}…` : host.name;
+      const colour = colours.get(host.name);
+      const rgb = [1, 3, 5].map((i) => parseInt(colour.slice(i, i + 2), 16)).join(";");
+      return [host.id, {
+        ...host,
+        colour,
+        stdout: `\x1b[38;2;${rgb}m${label.padEnd(width)}\x1b[0m \x1b[2m|\x1b[0m `,
+        stderr: `\x1b[38;2;${rgb}m${label.padEnd(width)}\x1b[0m \x1b[1;31m!\x1b[0m \x1b[31m`,
+      }];
+    }),
+  );
 
   const term = new Terminal({
     convertEol: true, // commands without a pty print bare \n: show it as a terminal would
     disableStdin: true,
-    scrollback: 200000,
+    scrollback: 0, // set by fitted() once the width is known
     fontSize: 12.5,
     fontFamily: 'ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace',
     theme: { background: "#0d1117" },
@@ -24,58 +80,187 @@
   const fit = new FitAddon.FitAddon();
   term.loadAddon(fit);
   term.open(document.getElementById("terminal"));
-  fit.fit();
-  window.addEventListener("resize", () => fit.fit());
+  function fitted() {
+    fit.fit();
+    // Narrow terminals get more lines, up to a count whose per-line objects stay small too.
+    term.options.scrollback = Math.min(MAX_SCROLLBACK_LINES, Math.floor(SCROLLBACK_BYTES / (CELL_BYTES * term.cols)));
+  }
+  fitted();
+  window.addEventListener("resize", fitted);
 
   let view = "all"; // "all" or a host run id
-  let kept = [];
-  let keptBytes = 0;
-  let lastSource = null;
   let lastSeq = config.after;
   let finished = false;
   let socket = null;
   let retryDelay = 500;
+  // While a view is re-read from the API, live chunks for it wait here.
+  let held = null;
+  let generation = 0;
   const state = document.getElementById("stream-state");
   const followButton = document.getElementById("follow");
+  const liveLines = document.getElementById("live-lines");
 
-  // --- rendering -------------------------------------------------------------------
-  function textFor(chunk) {
-    let text = "";
-    if (view === "all" && several && chunk.host_run !== lastSource) {
-      // Mark where another host's output starts in the combined view.
-      text += `${lastSource === null ? "" : "\r\n"}\x1b[2m── ${hostNames.get(chunk.host_run)} ──\x1b[22m\r\n`;
-      lastSource = chunk.host_run;
+  // --- where each view's last TAIL_CHARS start: [seq, size] per chunk since then -----------
+  const tails = new Map([["all", { after: config.after, chunks: [], size: 0 }]]);
+  for (const host of config.hosts) tails.set(host.id, { after: config.after, chunks: [], size: 0 });
+
+  function remember(chunk) {
+    for (const key of ["all", chunk.host_run]) {
+      const tail = tails.get(key);
+      if (!tail) continue;
+      tail.chunks.push([chunk.seq, chunk.text.length]);
+      tail.size += chunk.text.length;
+      while (tail.size - tail.chunks[0][1] >= TAIL_CHARS) {
+        const [seq, size] = tail.chunks.shift();
+        tail.after = seq;
+        tail.size -= size;
+      }
     }
-    // stderr in red; the output's own colours still apply inside it.
-    return text + (chunk.stream === "stderr" ? `\x1b[31m${chunk.text}\x1b[39m` : chunk.text);
   }
 
-  function show(chunks) {
-    const text = chunks
-      .filter((chunk) => view === "all" || chunk.host_run === view)
-      .map(textFor)
-      .join("");
+  // --- the combined view: one prefixed line at a time; unfinished lines live apart ---------
+  const partials = new Map(); // "<host run>:<stream>" -> text since the last newline
+
+  function combined() {
+    return view === "all" && several;
+  }
+
+  function prefixed(host, stream, line) {
+    // \r returns to the start of the line's text, not over the prefix; what ends on screen
+    // is what a terminal would have shown when the newline came.
+    const text = line.replace(/\r$/, "").replace(/\r/g, `\r\x1b[${width + 3}C`);
+    return `${host[stream]}${text}\x1b[0m\r\n`;
+  }
+
+  function combinedText(chunk) {
+    const host = hosts.get(chunk.host_run);
+    const key = `${chunk.host_run}:${chunk.stream}`;
+    const lines = ((partials.get(key) || "") + chunk.text).split("\n");
+    let rest = lines.pop();
+    if (rest.length > MAX_PARTIAL_CHARS && rest.includes("\r")) rest = rest.slice(rest.lastIndexOf("\r"));
+    if (rest.length > MAX_PARTIAL_CHARS) {
+      lines.push(rest);
+      rest = "";
+    }
+    setPartial(key, host, chunk.stream, rest);
+    return lines.map((line) => prefixed(host, chunk.stream, line)).join("");
+  }
+
+  // What a terminal shows of an unfinished line: its last \r segment, without escapes.
+  function onScreen(text) {
+    const segments = text.split("\r").filter((segment) => segment !== "");
+    const last = segments.length ? segments[segments.length - 1] : "";
+    return last.replace(/\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)?|\x1b./g, "");
+  }
+
+  function setPartial(key, host, stream, text) {
+    let row = liveLines.querySelector(`[data-key="${key}"]`);
+    if (!text) {
+      partials.delete(key);
+      if (row) row.remove();
+      liveLines.hidden = partials.size === 0;
+      return;
+    }
+    partials.set(key, text);
+    if (!row) {
+      row = document.createElement("div");
+      row.className = `live-line ${stream}`;
+      row.dataset.key = key;
+      row.dataset.host = host.name;
+      const name = document.createElement("span");
+      name.className = "live-host";
+      name.style.color = host.colour;
+      name.style.minWidth = `${width + 2}ch`;
+      name.textContent = host.name;
+      const line = document.createElement("span");
+      line.className = "live-text";
+      row.append(name, line);
+      liveLines.append(row);
+      sortRows(liveLines, (row) => hosts.get(Number(row.dataset.key.split(":")[0])));
+    }
+    row.querySelector(".live-text").textContent = onScreen(text);
+    liveLines.hidden = false;
+  }
+
+  // An unfinished line is final as it is once its host has stopped (or everything ended).
+  function flushPartials() {
+    let text = "";
+    for (const [key, rest] of partials) {
+      const [id, stream] = key.split(":");
+      const status = hosts.get(Number(id)).status;
+      if (!finished && (status === "queued" || status === "running")) continue;
+      text += prefixed(hosts.get(Number(id)), stream, rest);
+      setPartial(key, null, stream, "");
+    }
     if (text) term.write(text, updateFollow);
   }
 
-  function keep(chunks) {
-    for (const chunk of chunks) {
-      kept.push(chunk);
-      keptBytes += chunk.text.length;
-    }
-    while (keptBytes > MAX_KEPT_BYTES && kept.length > 1) {
-      keptBytes -= kept.shift().text.length;
-    }
+  function clearPartials() {
+    partials.clear();
+    liveLines.replaceChildren();
+    liveLines.hidden = true;
   }
 
-  function switchTo(newView) {
+  // --- rendering -------------------------------------------------------------------------
+  function render(chunks) {
+    const text = chunks
+      .filter((chunk) => view === "all" || chunk.host_run === view)
+      .map((chunk) => {
+        if (combined()) return combinedText(chunk);
+        // stderr in red; the output's own colours still apply inside it.
+        return chunk.stream === "stderr" ? `\x1b[31m${chunk.text}\x1b[39m` : chunk.text;
+      })
+      .join("");
+    return new Promise((resolve) => {
+      if (!text) resolve();
+      else term.write(text, () => {
+        updateFollow();
+        resolve();
+      });
+    });
+  }
+
+  function show(chunks) {
+    if (held) held.push(...chunks);
+    else render(chunks);
+  }
+
+  // Re-read the end of the new view from the server, then go on with the live stream.
+  async function switchTo(newView) {
     view = newView;
-    lastSource = null;
+    generation += 1;
+    const mine = generation;
     term.reset();
-    show(kept);
+    clearPartials();
     for (const button of document.querySelectorAll("#host-buttons button")) {
       button.setAttribute("aria-pressed", String(button.dataset.view === String(newView)));
     }
+    held = [];
+    const until = lastSeq;
+    let after = tails.get(newView).after;
+    const only = newView === "all" ? "" : `&host_run=${newView}`;
+    try {
+      while (after < until) {
+        const response = await fetch(`${config.log}?after=${after}${only}&limit=1000`, {
+          credentials: "same-origin",
+          headers: { Accept: "application/json" },
+        });
+        if (!response.ok) throw new Error(`log API: ${response.status}`);
+        const page = await response.json();
+        if (mine !== generation) return;
+        await render(page.chunks.filter((chunk) => chunk.seq <= until));
+        if (mine !== generation) return;
+        if (!page.chunks.length) break;
+        after = page.next_after;
+      }
+    } catch (error) {
+      term.write(`\r\n\x1b[31m[could not read the earlier output: ${error.message}]\x1b[39m\r\n`);
+    }
+    if (mine !== generation) return;
+    const waiting = held;
+    held = null;
+    await render(waiting);
+    flushPartials();
   }
 
   // Follow the end unless the person scrolled up; offer a way back.
@@ -89,7 +274,25 @@
     updateFollow();
   });
 
-  // --- host buttons and status -------------------------------------------------------
+  // --- host rows and buttons: natural order (app-2 before app-10), failed hosts first -----
+  function hostOrder(a, b) {
+    return (FAILED.has(b.status) - FAILED.has(a.status)) || naturally.compare(a.name, b.name) || a.id - b.id;
+  }
+
+  function sortRows(container, hostOfRow) {
+    const rows = [...container.children].filter(hostOfRow);
+    rows.sort((a, b) => hostOrder(hostOfRow(a), hostOfRow(b)));
+    container.append(...rows);
+  }
+
+  function sortHosts() {
+    const tableBody = document.querySelector("#host-table tbody");
+    sortRows(tableBody, (row) => hosts.get(Number(row.dataset.hostRun)));
+    const buttons = document.getElementById("host-buttons");
+    sortRows(buttons, (button) => hosts.get(Number(button.dataset.view)));
+    sortRows(liveLines, (row) => hosts.get(Number(row.dataset.key.split(":")[0])));
+  }
+
   function hostButton(label, viewValue) {
     const button = document.createElement("button");
     button.type = "button";
@@ -104,6 +307,7 @@
   if (several) {
     for (const host of config.hosts) hostButton(host.name, host.id);
   }
+  sortHosts();
 
   const statusLabels = {
     queued: "Queued", running: "Running", succeeded: "Succeeded", failed: "Failed",
@@ -124,8 +328,15 @@
     setBadge(document.getElementById("execution-status"), message.execution.status);
     document.getElementById("execution-summary").textContent = message.execution.summary;
     let done = 0;
+    let reorder = false;
     for (const run of message.host_runs) {
-      if (run.status !== "queued" && run.status !== "running") done += 1;
+      const active = run.status === "queued" || run.status === "running";
+      if (!active) done += 1;
+      const host = hosts.get(run.id);
+      if (host) {
+        reorder = reorder || FAILED.has(host.status) !== FAILED.has(run.status);
+        host.status = run.status;
+      }
       const row = document.querySelector(`tr[data-host-run="${run.id}"]`);
       if (!row) continue;
       setBadge(row.querySelector('[data-field="status"]'), run.status);
@@ -133,6 +344,8 @@
       row.querySelector('[data-field="duration"]').textContent = seconds(run);
       row.querySelector('[data-field="error"]').textContent = run.error;
     }
+    if (reorder) sortHosts();
+    if (!held) flushPartials();
     const total = message.host_runs.length;
     document.getElementById("progress-text").textContent = `${done}/${total} hosts done`;
     document.getElementById("progress-bar").style.width = `${total ? (100 * done) / total : 0}%`;
@@ -175,13 +388,14 @@
       retryDelay = 500;
       const message = JSON.parse(event.data);
       if (message.type === "output") {
-        keep(message.chunks);
+        message.chunks.forEach(remember);
         show(message.chunks);
         lastSeq = message.chunks[message.chunks.length - 1].seq;
       } else if (message.type === "status") {
         applyStatus(message);
       } else if (message.type === "end") {
         finished = true;
+        if (!held) flushPartials();
         state.textContent = "finished";
         socket.close();
       }
@@ -205,6 +419,7 @@
     get lastSeq() { return lastSeq; },
     get finished() { return finished; },
     get refusedWith() { return refusedWith; },
+    get scrollback() { return term.options.scrollback; },
     bufferText() {
       const buffer = term.buffer.active;
       const lines = [];
