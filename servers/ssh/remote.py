@@ -11,10 +11,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import paramiko
 from paramiko.common import MSG_CHANNEL_REQUEST
+
+if TYPE_CHECKING:
+    from servers.ssh.arrival import ArrivalOrder
 
 Stream = Literal["stdout", "stderr"]
 Outcome = Literal["exited", "cancelled", "timed_out", "disconnected"]
@@ -133,6 +136,7 @@ class Heartbeat:
 
 def supervise(
     channel: paramiko.Channel,
+    order: ArrivalOrder,
     script: memoryview,
     on_output: Callable[[Stream, bytes], None],
     stop: threading.Event,
@@ -153,13 +157,10 @@ def supervise(
         # Read before draining: data always arrives before EOF, so a channel that had ended
         # when this pass began has nothing left once both buffers come up empty.
         ended = channel.eof_received or channel.closed
-        busy = False
-        if channel.recv_ready():
-            on_output("stdout", channel.recv(READ_SIZE))
-            busy = True
-        if channel.recv_stderr_ready():
-            on_output("stderr", channel.recv_stderr(READ_SIZE))
-            busy = True
+        piece = order.read(channel, READ_SIZE)
+        busy = piece is not None
+        if piece is not None:
+            on_output(*piece)
         now = time.monotonic()
         if channel.exit_status >= 0 or channel.status_event.is_set():
             drain_until = drain_until or now + EXIT_DRAIN_SECONDS
