@@ -20,6 +20,7 @@ from servers.ssh.remote import (
     supervise,
     wrapper_command,
 )
+from servers.ssh.terminal import request_terminal
 from servers.ssh.transport import Target, give_up_on_silent_peer_after, open_transport
 
 
@@ -88,6 +89,7 @@ class Session:
         timeout: float | None = None,
         kill_grace: float = 2.0,
         heartbeat: float = 5.0,
+        terminal: bool = False,
     ) -> RunResult:
         """Run `script` with `interpreter`, passing output to `on_output` as it arrives.
 
@@ -97,12 +99,15 @@ class Session:
 
         The remote stops the script when it hears no heartbeat, sent every `heartbeat`
         seconds, for MISSED_HEARTBEATS intervals: a partitioned client cannot hang up.
+
+        With `terminal`, the script runs under a pseudo-terminal (see servers.ssh.terminal):
+        one merged stream, all of it "stdout", in the exact order it was written.
         """
         command = wrapper_command(len(script), interpreter, kill_grace, heartbeat)
         if stop.is_set():
             return RunResult("cancelled", None)
         self._outwait(outlives_silence(heartbeat, kill_grace))
-        channel, order = self._open(command)
+        channel, order = self._open(command, terminal)
         beats = Heartbeat(channel, heartbeat)
         try:
             outcome = supervise(
@@ -129,7 +134,7 @@ class Session:
                 self._patience = seconds
                 give_up_on_silent_peer_after(self._transport, seconds)
 
-    def _open(self, command: str) -> tuple[paramiko.Channel, ArrivalOrder]:
+    def _open(self, command: str, terminal: bool) -> tuple[paramiko.Channel, ArrivalOrder]:
         try:
             channel = self._transport.open_session(timeout=self._target.connect_timeout)
         except (paramiko.SSHException, EOFError, OSError) as exc:
@@ -137,9 +142,19 @@ class Session:
         # Before the command starts, so that the order of its very first output is noted.
         order = self._orders[channel.get_id()] = ArrivalOrder()
         try:
-            channel.exec_command(command)
+            if terminal:
+                self._step(channel, request_terminal, "get a pseudo-terminal (PermitTTY?)")
+            self._step(channel, lambda opened: opened.exec_command(command), "start a command")
+        except ProtocolError:
+            self._orders.pop(channel.get_id(), None)
+            raise
+        return channel, order
+
+    def _step(
+        self, channel: paramiko.Channel, step: Callable[[paramiko.Channel], object], what: str
+    ) -> None:
+        try:
+            step(channel)
         except (paramiko.SSHException, EOFError, OSError) as exc:
             channel.close()
-            self._orders.pop(channel.get_id(), None)
-            raise ProtocolError(f"cannot start a command on {self._target.host}: {exc}") from exc
-        return channel, order
+            raise ProtocolError(f"cannot {what} on {self._target.host}: {exc}") from exc
