@@ -91,6 +91,7 @@ def _run_host(
                     timeout=execution.timeout_seconds,
                     kill_grace=settings.EXECUTION_KILL_GRACE_SECONDS,
                     heartbeat=settings.SSH_HEARTBEAT_SECONDS,
+                    terminal=execution.use_terminal,
                 )
         except ssh.SSHError as exc:
             writer.sync(host_run.pk)

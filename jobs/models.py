@@ -48,6 +48,13 @@ class Job(TeamOwned, models.Model):
         validators=[MinValueValidator(1)],
         help_text="How many servers run at the same time.",
     )
+    use_terminal = models.BooleanField(
+        "run in a terminal",
+        default=False,
+        help_text="Run under a pseudo-terminal: programs show colours and progress, and "
+        "stdout and stderr come as one stream in the exact order written. Without one they "
+        "are kept apart, in the order they arrive.",
+    )
     enabled = models.BooleanField(default=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
