@@ -2,11 +2,11 @@
 
 paramiko files each stream into a buffer of its own, so reading the two buffers apart loses
 how they interleave. The transport's handlers for CHANNEL_DATA and CHANNEL_EXTENDED_DATA see
-every packet in arrival order: right after a packet went into its buffer we note its stream
-and size, and `ArrivalOrder.read` takes exactly those sizes from the matching buffer, in that
-order. Reading still goes through `Channel.recv` / `recv_stderr`, so the channel window grows
-back as bytes are consumed, exactly as before: flow control and the shared 2 MiB window of
-both streams are unchanged.
+every packet in arrival order: we note its stream and size, then let paramiko file it, and
+`ArrivalOrder.read` takes exactly those sizes from the matching buffer, in that order.
+Reading still goes through `Channel.recv` / `recv_stderr`, so the channel window grows back
+as bytes are consumed, exactly as before: flow control and the shared 2 MiB window of both
+streams are unchanged.
 """
 
 from __future__ import annotations
@@ -36,7 +36,10 @@ class ArrivalOrder:
         self._lock = threading.Lock()
 
     def arrived(self, stream: Stream, size: int) -> None:
-        """Called by the transport thread once `size` bytes are in `stream`'s buffer."""
+        """Called by the transport thread just before `size` bytes go into `stream`'s buffer.
+
+        Before, not after: the reader wakes when the bytes land, and must then find them noted.
+        """
         if size == 0:
             return
         signed = size if stream == "stdout" else -size
@@ -47,10 +50,10 @@ class ArrivalOrder:
                 self._sizes.append(signed)
 
     def read(self, channel: paramiko.Channel, limit: int) -> tuple[Stream, bytes] | None:
-        """The oldest unread piece, at most `limit` bytes, or None if nothing arrived.
+        """The oldest unread piece, at most `limit` bytes, or None if nothing is ready.
 
-        One reader per channel: the bytes noted were fed before they were noted, so the
-        buffer always holds them and `recv` never waits.
+        One reader per channel. A piece may be noted and not in its buffer yet: then nothing
+        is ready, and the channel's wakeup pipe turns readable once it is.
         """
         with self._lock:
             if not self._sizes:
@@ -58,9 +61,13 @@ class ArrivalOrder:
             head = self._sizes[0]
         size = min(abs(head), limit)
         if head > 0:
+            if not channel.recv_ready():
+                return None
             stream: Stream = "stdout"
-            data = channel.recv(size)
+            data = channel.recv(size)  # returns at once: the buffer is not empty
         else:
+            if not channel.recv_stderr_ready():
+                return None
             stream = "stderr"
             data = channel.recv_stderr(size)
         with self._lock:
@@ -78,19 +85,19 @@ def record_arrival_order(transport: paramiko.Transport, orders: dict[int, Arriva
 
     def handle_data(channel: paramiko.Channel, message: paramiko.Message) -> None:
         data = message.get_binary()
-        feed(channel, data)  # Channel._feed takes the bytes themselves too
         order = orders.get(channel.get_id())
         if order is not None:
             order.arrived("stdout", len(data))
+        feed(channel, data)  # Channel._feed takes the bytes themselves too
 
     def handle_extended_data(channel: paramiko.Channel, message: paramiko.Message) -> None:
         start = message.packet.tell()
-        code, data = message.get_int(), message.get_binary()
+        code, data = message.get_int(), message.get_binary()  # exactly what paramiko files
         message.packet.seek(start)
-        feed_extended(channel, message)
         order = orders.get(channel.get_id())
         if order is not None and code == _STDERR:
             order.arrived("stdout" if channel.combine_stderr else "stderr", len(data))
+        feed_extended(channel, message)
 
     transport._channel_handler_table = table | {
         MSG_CHANNEL_DATA: handle_data,
