@@ -79,6 +79,7 @@ class ExecutionAdmin(ReadOnlyAdmin):
         "interpreter",
         "timeout_seconds",
         "max_parallel",
+        "use_terminal",
         "script",
         "log",
     ]
@@ -100,7 +101,18 @@ class ExecutionAdmin(ReadOnlyAdmin):
                 ]
             },
         ),
-        ("What ran", {"fields": ["interpreter", "timeout_seconds", "max_parallel", "script"]}),
+        (
+            "What ran",
+            {
+                "fields": [
+                    "interpreter",
+                    "timeout_seconds",
+                    "max_parallel",
+                    "use_terminal",
+                    "script",
+                ]
+            },
+        ),
         ("Output", {"fields": ["log"]}),
     ]
 

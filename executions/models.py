@@ -50,6 +50,7 @@ class Execution(TeamOwned, models.Model):
     interpreter = models.CharField(max_length=255)
     timeout_seconds = models.PositiveIntegerField(null=True, blank=True)
     max_parallel = models.PositiveIntegerField()
+    use_terminal = models.BooleanField(default=False)
 
     trigger = models.CharField(max_length=20, choices=Trigger.choices)
     triggered_by = models.ForeignKey(

@@ -89,6 +89,7 @@ def _run_host(
                     timeout=execution.timeout_seconds,
                     kill_grace=settings.EXECUTION_KILL_GRACE_SECONDS,
                     heartbeat=settings.SSH_HEARTBEAT_SECONDS,
+                    terminal=execution.use_terminal,
                 )
         except ssh.SSHError as exc:
             status = Status.CANCELLED if stop.is_set() else Status.FAILED

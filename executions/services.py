@@ -62,6 +62,7 @@ def start_execution(
             interpreter=job.interpreter,
             timeout_seconds=job.timeout_seconds,
             max_parallel=job.max_parallel,
+            use_terminal=job.use_terminal,
             trigger=trigger,
             triggered_by=triggered_by if getattr(triggered_by, "pk", None) else None,
         )

@@ -39,7 +39,7 @@ class JobAdmin(TeamScopedAdmin):
     actions = ["run_job"]
     fieldsets = [
         (None, {"fields": ["team", "name", "description", "enabled"]}),
-        ("Script", {"fields": ["interpreter", "script"]}),
+        ("Script", {"fields": ["interpreter", "script", "use_terminal"]}),
         ("Targets and limits", {"fields": ["servers", "max_parallel", "timeout_seconds"]}),
     ]
 

@@ -29,6 +29,7 @@ class JobForm(forms.ModelForm):
             "servers",
             "max_parallel",
             "timeout_seconds",
+            "use_terminal",
         ]
 
     def clean(self) -> dict[str, Any]:

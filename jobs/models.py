@@ -80,6 +80,13 @@ class Job(TeamOwned, models.Model):
         help_text="How many servers run at the same time, up to the installation's limit "
         "(EXECUTION_MAX_PARALLEL, 50 unless configured).",
     )
+    use_terminal = models.BooleanField(
+        "run in a terminal",
+        default=False,
+        help_text="Run under a pseudo-terminal: programs show colours and progress, and "
+        "stdout and stderr come as one stream in the exact order written. Without one they "
+        "are kept apart, in the order they arrive.",
+    )
     enabled = models.BooleanField(default=True)
 
     created_at = models.DateTimeField(auto_now_add=True)

@@ -64,6 +64,7 @@ class ExecutionSerializer(serializers.ModelSerializer):
             "script",
             "timeout_seconds",
             "max_parallel",
+            "use_terminal",
             "host_runs",
             "websocket_url",
             "log_url",

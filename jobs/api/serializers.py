@@ -28,6 +28,7 @@ class JobSerializer(StrictModelSerializer):
             "servers",
             "timeout_seconds",
             "max_parallel",
+            "use_terminal",
             "enabled",
             "created_at",
             "updated_at",

@@ -12,11 +12,21 @@ shell we exec is session and process-group leader and everything the script star
 group. `run` sends `exec /bin/sh -c '<wrapper>'`, writes exactly len(script) bytes to stdin and
 keeps stdin open. The wrapper copies those bytes into a private temp file, starts a watcher
 that blocks reading the rest of stdin, and runs `interpreter tmpfile` with stdin at /dev/null.
-Stdin reaches EOF when we cancel (`shutdown_write`), when the channel closes (even if our
-caller raised), or when the TCP connection dies (our process was killed): the watcher then
-sends TERM to its process group (`kill 0`), waits the grace period and sends KILL. On a normal
-exit the wrapper kills the watcher first, so daemons the script started on purpose survive.
-Processes that leave the group (setsid, a new session) escape this, as they would a Ctrl-C.
+When we cancel we send a stop line and EOF (`shutdown_write`); stdin also reaches EOF when the
+channel closes (even if our caller raised) or when the TCP connection dies (our process was
+killed): the watcher then sends TERM to its process group (`kill 0`), waits the grace period
+and sends KILL. On a normal exit the wrapper kills the watcher first, so daemons the script
+started on purpose survive. Processes that leave the group (setsid, a new session) escape
+this, as they would a Ctrl-C.
+
+A run may ask for a pseudo-terminal (servers.ssh.terminal). The script and the heartbeats
+then pass through that terminal, in raw mode, and sshd never passes EOF on to it: the stop
+line is what stops the script, and closing the channel hangs the terminal up, which the
+watcher reads as EOF. As on any terminal, the script's group gets a HUP when it ends, so
+background processes started without nohup or setsid end with it.
+
+Output is handed to the caller in the order it arrived, across stdout and stderr
+(servers.ssh.arrival); with a terminal there is only one stream, in the order written.
 
 A connection can also die without any EOF: in a network partition sshd never hears a reset
 and, with its default `ClientAliveInterval 0`, keeps the session forever. So once the script

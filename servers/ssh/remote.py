@@ -5,16 +5,20 @@ See the package docstring for why the wrapper is shaped the way it is.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import select
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import paramiko
 from paramiko.common import MSG_CHANNEL_REQUEST
+
+if TYPE_CHECKING:
+    from servers.ssh.arrival import ArrivalOrder
 
 Stream = Literal["stdout", "stderr"]
 Outcome = Literal["exited", "cancelled", "timed_out", "disconnected"]
@@ -29,6 +33,8 @@ KILL_MARGIN_SECONDS = 3.0
 MISSED_HEARTBEATS = 3
 MIN_HEARTBEAT_SECONDS = 0.1
 POLL_SECONDS = 0.1
+# What the remote watcher takes as "stop now"; a heartbeat is an empty line.
+STOP_LINE = b"stop\n"
 INTERPRETER_PATTERN = r"/[A-Za-z0-9_./+-]+"
 INTERPRETER = re.compile(INTERPRETER_PATTERN)
 
@@ -51,17 +57,23 @@ def wrapper_command(size: int, interpreter: str, grace: float, heartbeat: float)
         "f=$(mktemp) || exit 125",
         'h=$(mktemp) || { rm -f "$f"; exit 125; }',
         'clean() { rm -f "$f" "$h"; }',
+        # A terminal hangs up when the channel closes, e.g. on a cancel while the script
+        # was still arriving: leave nothing behind.
+        'trap "clean; exit 129" HUP',
         f'head -c {size} >"$f"',
         # Fewer bytes means we hung up while sending: never run a truncated script.
         f'[ $(wc -c <"$f") -eq {size} ] || {{ clean; exit 125; }}',
         "exec 3<&0",
         # Stops the script's process group. `kill -0 $$`: if the wrapper already finished,
         # the client just went away after a normal exit and the script's daemons must live.
-        'stop_all() { kill -0 $$ || exit; trap "" TERM; kill -TERM 0; '
+        # HUP too: under a terminal the whole group gets one when the wrapper exits.
+        'stop_all() { kill -0 $$ || exit; trap "" TERM HUP; kill -TERM 0; '
         f"sleep {grace_text}; clean; kill -KILL 0; }}",
-        # The listener marks $h on every heartbeat line and stops the script at stdin EOF:
-        # we cancelled, the channel closed, or the connection was reset.
-        '{ while read -r _; do echo >"$h"; done <&3; stop_all; } >/dev/null 2>&1 & w=$!',
+        # The listener marks $h on every heartbeat (an empty line) and stops the script at
+        # any other line or at stdin EOF: we cancelled, the channel closed, or the
+        # connection was reset.
+        '{ while read -r l && [ -z "$l" ]; do echo >"$h"; done <&3; stop_all; } '
+        ">/dev/null 2>&1 & w=$!",
         # The clock catches the silent death that EOF never reports (a network partition,
         # a host that lost power): MISSED_HEARTBEATS ticks in a row with $h unmarked. It
         # sleeps in the background so that `kill $t` below can take its `sleep` along.
@@ -133,6 +145,7 @@ class Heartbeat:
 
 def supervise(
     channel: paramiko.Channel,
+    order: ArrivalOrder,
     script: memoryview,
     on_output: Callable[[Stream, bytes], None],
     stop: threading.Event,
@@ -153,13 +166,10 @@ def supervise(
         # Read before draining: data always arrives before EOF, so a channel that had ended
         # when this pass began has nothing left once both buffers come up empty.
         ended = channel.eof_received or channel.closed
-        busy = False
-        if channel.recv_ready():
-            on_output("stdout", channel.recv(READ_SIZE))
-            busy = True
-        if channel.recv_stderr_ready():
-            on_output("stderr", channel.recv_stderr(READ_SIZE))
-            busy = True
+        piece = order.read(channel, READ_SIZE)
+        busy = piece is not None
+        if piece is not None:
+            on_output(*piece)
         now = time.monotonic()
         if channel.exit_status >= 0 or channel.status_event.is_set():
             drain_until = drain_until or now + EXIT_DRAIN_SECONDS
@@ -172,8 +182,10 @@ def supervise(
                 outcome = "timed_out"
             if outcome != "exited":
                 beats.stop()
-                if not channel.closed:
-                    channel.shutdown_write()  # stdin EOF: the remote watcher kills the group
+                if sent < len(script):
+                    # The wrapper never runs a partial script: closing the channel ends it.
+                    return outcome
+                _ask_to_stop(channel)
                 give_up_at = now + kill_grace + KILL_MARGIN_SECONDS
         elif now >= give_up_at:
             return outcome
@@ -194,6 +206,20 @@ def supervise(
             channel.status_event.wait(POLL_SECONDS)
         else:
             select.select([wakeup], [], [], POLL_SECONDS)
+
+
+def _ask_to_stop(channel: paramiko.Channel) -> None:
+    """Make the remote watcher stop the script's process group: a stop line, then stdin EOF.
+
+    Either one is enough without a terminal; with one, sshd does not pass EOF on to the
+    terminal, so the line is what the watcher hears (and the hangup when the channel closes,
+    if even the line could not be sent)."""
+    if channel.closed:
+        return
+    # If the line cannot go, the EOF below or the hangup once we close still gets there.
+    with contextlib.suppress(TimeoutError, OSError, EOFError, paramiko.SSHException):
+        channel.send(STOP_LINE)
+    channel.shutdown_write()
 
 
 def capture_exit_signals(transport: paramiko.Transport, signals: dict[int, str]) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import paramiko
 
+from servers.ssh.arrival import ArrivalOrder, record_arrival_order
 from servers.ssh.errors import ConnectTimeout, ProtocolError, SSHError
 from servers.ssh.remote import (
     Heartbeat,
@@ -19,6 +20,7 @@ from servers.ssh.remote import (
     supervise,
     wrapper_command,
 )
+from servers.ssh.terminal import request_terminal
 from servers.ssh.transport import Target, give_up_on_silent_peer_after, open_transport
 
 
@@ -63,6 +65,8 @@ class Session:
         self._target = target
         self._signals: dict[int, str] = {}
         capture_exit_signals(transport, self._signals)
+        self._orders: dict[int, ArrivalOrder] = {}
+        record_arrival_order(transport, self._orders)
         self._patience = 0.0  # how long this connection waits for a silent server
         self._patience_lock = threading.Lock()
 
@@ -85,25 +89,29 @@ class Session:
         timeout: float | None = None,
         kill_grace: float = 2.0,
         heartbeat: float = 5.0,
+        terminal: bool = False,
     ) -> RunResult:
         """Run `script` with `interpreter`, passing output to `on_output` as it arrives.
 
-        `on_output` may block: that only slows the remote down. Each stream's bytes arrive in
-        order; how stdout and stderr interleave is not preserved (the channel buffers them
-        apart). Raises ProtocolError if the command cannot be started.
+        `on_output` may block: that only slows the remote down. Output is handed over in the
+        order it arrived, across both streams. Raises ProtocolError if the command cannot be
+        started.
 
         The remote stops the script when it hears no heartbeat, sent every `heartbeat`
         seconds, for MISSED_HEARTBEATS intervals: a partitioned client cannot hang up.
+
+        With `terminal`, the script runs under a pseudo-terminal (see servers.ssh.terminal):
+        one merged stream, all of it "stdout", in the exact order it was written.
         """
         command = wrapper_command(len(script), interpreter, kill_grace, heartbeat)
         if stop.is_set():
             return RunResult("cancelled", None)
         self._outwait(outlives_silence(heartbeat, kill_grace))
-        channel = self._open(command)
+        channel, order = self._open(command, terminal)
         beats = Heartbeat(channel, heartbeat)
         try:
             outcome = supervise(
-                channel, memoryview(script), on_output, stop, timeout, kill_grace, beats
+                channel, order, memoryview(script), on_output, stop, timeout, kill_grace, beats
             )
             signal = self._signals.get(channel.get_id())
             reported = channel.exit_status >= 0 or signal is not None
@@ -116,6 +124,7 @@ class Session:
             # Closing sends EOF too, so even if on_output raised the watcher stops the script.
             channel.close()
             self._signals.pop(channel.get_id(), None)
+            self._orders.pop(channel.get_id(), None)
 
     def _outwait(self, seconds: float) -> None:
         """Give up on a silent server only once a script it runs for us must have stopped:
@@ -125,14 +134,27 @@ class Session:
                 self._patience = seconds
                 give_up_on_silent_peer_after(self._transport, seconds)
 
-    def _open(self, command: str) -> paramiko.Channel:
+    def _open(self, command: str, terminal: bool) -> tuple[paramiko.Channel, ArrivalOrder]:
         try:
             channel = self._transport.open_session(timeout=self._target.connect_timeout)
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise ProtocolError(f"cannot open a session on {self._target.host}: {exc}") from exc
+        # Before the command starts, so that the order of its very first output is noted.
+        order = self._orders[channel.get_id()] = ArrivalOrder()
         try:
-            channel.exec_command(command)
+            if terminal:
+                self._step(channel, request_terminal, "get a pseudo-terminal (PermitTTY?)")
+            self._step(channel, lambda opened: opened.exec_command(command), "start a command")
+        except ProtocolError:
+            self._orders.pop(channel.get_id(), None)
+            raise
+        return channel, order
+
+    def _step(
+        self, channel: paramiko.Channel, step: Callable[[paramiko.Channel], object], what: str
+    ) -> None:
+        try:
+            step(channel)
         except (paramiko.SSHException, EOFError, OSError) as exc:
             channel.close()
-            raise ProtocolError(f"cannot start a command on {self._target.host}: {exc}") from exc
-        return channel
+            raise ProtocolError(f"cannot {what} on {self._target.host}: {exc}") from exc

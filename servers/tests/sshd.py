@@ -314,6 +314,22 @@ class NamespacedSshd(LocalSshd):
         self.namespace.partition(self.port)
 
 
+class PromptSshd(LocalSshd):
+    """An sshd that reads its sessions' output as soon as it is written.
+
+    When sshd runs late it reads everything waiting in a command's stdout pipe, then in its
+    stderr pipe: on a busy machine (tests run side by side) two stdout lines 1 ms apart and
+    the stderr line between them leave sshd already out of order. Real-time priority, where
+    the machine allows it, takes that delay away, so that what a test sees is what the client
+    did with the order it received.
+    """
+
+    def _launcher(self) -> list[str]:
+        boost = ["chrt", "--fifo", "10"]
+        allowed = shutil.which("chrt") and subprocess.run([*boost, "true"]).returncode == 0
+        return boost if allowed else []
+
+
 @pytest.fixture(scope="session")
 def ssh_client_keys(tmp_path_factory: pytest.TempPathFactory) -> ClientKeys:
     _require_sshd()
@@ -331,6 +347,13 @@ def sshd(ssh_client_keys: ClientKeys) -> Iterator[LocalSshd]:
 def sshd_default(ssh_client_keys: ClientKeys) -> Iterator[LocalSshd]:
     """A shared server with sshd's default MaxStartups and MaxSessions."""
     with LocalSshd(ssh_client_keys) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def prompt_sshd(ssh_client_keys: ClientKeys) -> Iterator[LocalSshd]:
+    """A shared server for tests of output order; see PromptSshd."""
+    with PromptSshd(ssh_client_keys, limits=GENEROUS_LIMITS) as server:
         yield server
 
 

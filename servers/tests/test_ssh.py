@@ -709,16 +709,25 @@ def test_daemon_started_on_purpose_survives_a_normal_finish(
     assert len(pids_tagged(token)) == 1
 
 
+# Under a terminal sshd never passes stdin EOF on, and the group gets a HUP at the end.
+WITH_AND_WITHOUT_TERMINAL = pytest.mark.parametrize(
+    "terminal", [False, True], ids=["no-terminal", "terminal"]
+)
+
+
+@WITH_AND_WITHOUT_TERMINAL
 @pytest.mark.parametrize("ignore_term", [False, True], ids=["plain", "traps-term"])
 def test_cancel_kills_the_whole_remote_tree(
-    session: ssh.Session, token: str, ignore_term: bool
+    session: ssh.Session, token: str, ignore_term: bool, terminal: bool
 ) -> None:
     stop = threading.Event()
     output = Output()
     results: list[ssh.RunResult] = []
     script = tree_script(token, ignore_term=ignore_term).encode()
     runner = threading.Thread(
-        target=lambda: results.append(session.run(script, "/bin/bash", output, stop=stop))
+        target=lambda: results.append(
+            session.run(script, "/bin/bash", output, stop=stop, terminal=terminal)
+        )
     )
     runner.start()
     output.wait_for(b"started")
@@ -750,9 +759,13 @@ def test_failing_output_callback_still_stops_the_remote(session: ssh.Session, to
     wait_until(lambda: not pids_tagged(token), 5, "no tagged process is left")
 
 
-def test_timeout_kills_the_whole_remote_tree(session: ssh.Session, token: str) -> None:
+@WITH_AND_WITHOUT_TERMINAL
+def test_timeout_kills_the_whole_remote_tree(
+    session: ssh.Session, token: str, terminal: bool
+) -> None:
     started = time.monotonic()
-    result, output = run(session, tree_script(token, ignore_term=True), timeout=1, kill_grace=1)
+    script = tree_script(token, ignore_term=True)
+    result, output = run(session, script, timeout=1, kill_grace=1, terminal=terminal)
     assert result.outcome == "timed_out"
     assert output.stdout.startswith(b"started ")
     assert time.monotonic() - started < 1 + 5
@@ -773,11 +786,15 @@ def show(stream, data):
     sys.stdout.buffer.write(data)
     sys.stdout.flush()
 with ssh.connect(target) as session:
-    session.run(spec["script"].encode(), "/bin/bash", show, stop=threading.Event())
+    stop = threading.Event()
+    session.run(spec["script"].encode(), "/bin/bash", show, stop=stop, terminal=spec["terminal"])
 """
 
 
-def test_killed_client_leaves_no_remote_process(sshd: LocalSshd, token: str) -> None:
+@WITH_AND_WITHOUT_TERMINAL
+def test_killed_client_leaves_no_remote_process(
+    sshd: LocalSshd, token: str, terminal: bool
+) -> None:
     spec = {
         "host": sshd.host,
         "port": sshd.port,
@@ -785,6 +802,7 @@ def test_killed_client_leaves_no_remote_process(sshd: LocalSshd, token: str) -> 
         "key": sshd.client_keys.private_key,
         "host_key": [sshd.host_key.key_type, sshd.host_key.key_base64],
         "script": tree_script(token, ignore_term=False),
+        "terminal": terminal,
     }
     client = subprocess.Popen(
         [sys.executable, "-c", KILLED_CLIENT, str(REPO)],
@@ -805,14 +823,19 @@ def test_killed_client_leaves_no_remote_process(sshd: LocalSshd, token: str) -> 
     wait_until_remote_is_clean(token, first_line, 5)
 
 
-def test_connection_lost_mid_run_is_disconnected(session: ssh.Session, token: str) -> None:
+@WITH_AND_WITHOUT_TERMINAL
+def test_connection_lost_mid_run_is_disconnected(
+    session: ssh.Session, token: str, terminal: bool
+) -> None:
     # The wrapper's parent is the sshd process serving this connection: kill it.
     script = "ps -o ppid= -p $PPID\n" + tree_script(token, ignore_term=False)
     stop = threading.Event()
     output = Output()
     results: list[ssh.RunResult] = []
     runner = threading.Thread(
-        target=lambda: results.append(session.run(script.encode(), "/bin/bash", output, stop=stop))
+        target=lambda: results.append(
+            session.run(script.encode(), "/bin/bash", output, stop=stop, terminal=terminal)
+        )
     )
     runner.start()
     output.wait_for(b"started")
