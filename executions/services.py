@@ -122,16 +122,17 @@ def cancel_execution(
     one is flagged, and its worker stops the remote processes within seconds.
     """
     user = by if getattr(by, "pk", None) else None
-    if _finish_unstarted(execution.pk, Status.CANCELLED, "cancelled before it started", user):
-        audit.record("cancel", execution, actor=user, source=source)
-        return True
-    flagged = Execution.objects.filter(
-        pk=execution.pk, status=Status.RUNNING, cancel_requested_at=None
-    ).update(cancel_requested_at=timezone.now(), cancel_requested_by=user)
-    if flagged:
-        audit.record("cancel", execution, actor=user, source=source)
-        live.ring_after_commit(execution.pk)
-        return True
+    with transaction.atomic():
+        if _finish_unstarted(execution.pk, Status.CANCELLED, "cancelled before it started", user):
+            audit.record("cancel", execution, actor=user, source=source)
+            return True
+        flagged = Execution.objects.filter(
+            pk=execution.pk, status=Status.RUNNING, cancel_requested_at=None
+        ).update(cancel_requested_at=timezone.now(), cancel_requested_by=user)
+        if flagged:
+            audit.record("cancel", execution, actor=user, source=source)
+            live.ring_after_commit(execution.pk)
+            return True
     # Already flagged by an earlier request: still a cancel in progress, not a refusal.
     return Execution.objects.filter(pk=execution.pk, status=Status.RUNNING).exists()
 
@@ -303,18 +304,16 @@ def requeue_waiting_executions() -> list[int]:
     claim guard makes the extra task harmless if the first one still arrives.
     """
     cutoff = Now() - timedelta(seconds=settings.EXECUTION_REQUEUE_AFTER_SECONDS)
-    waiting = list(
-        Execution.objects.filter(Q(enqueued_at=None) | Q(enqueued_at__lt=cutoff))
-        .filter(status=Status.QUEUED)
-        .order_by("created_at", "id")
-        .values_list("pk", flat=True)
+    due = Execution.objects.filter(
+        Q(enqueued_at=None) | Q(enqueued_at__lt=cutoff), status=Status.QUEUED
     )
+    waiting = list(due.order_by("created_at", "id").values_list("pk", flat=True))
     requeued = []
     for execution_id in waiting:
-        if not Execution.objects.filter(pk=execution_id, status=Status.QUEUED).update(
-            enqueued_at=Now(), summary=""
-        ):
-            continue  # claimed or cancelled since the select
+        # Still due now: claimed, cancelled or requeued by another worker's reaper since the
+        # select, it is not handed over (again).
+        if not due.filter(pk=execution_id).update(enqueued_at=Now(), summary=""):
+            continue
         if not _enqueue(execution_id):
             break  # the broker is still down: the rest wait for the next round
         requeued.append(execution_id)

@@ -9,6 +9,8 @@ from django.contrib.auth.models import User
 from accounts import audit, services
 from accounts.models import ApiToken, AuditEvent, Membership, Role, Source, Team
 from accounts.roles import role_group
+from executions import services as execution_services
+from executions.models import Status
 from jobs import services as job_services
 from jobs.models import Job
 from servers import services as server_services
@@ -41,6 +43,12 @@ def actor(django_user_model) -> User:
 
 def make_server(team: Team) -> Server:
     return Server.objects.create(team=team, name="web", host="h", username="u")
+
+
+def job_of(team: Team) -> Job:
+    job = Job.objects.create(team=team, name="deploy", script="true")
+    job.servers.set([make_server(team)])
+    return job
 
 
 def test_server_create_is_undone(audit_fails, actor, team):
@@ -169,3 +177,27 @@ def test_revoking_twice_records_once(actor):
     assert services.revoke_token(token, actor=actor, source=Source.API) is True
     assert services.revoke_token(token, actor=actor, source=Source.API) is False
     assert AuditEvent.objects.filter(action="revoke_token").count() == 1
+
+
+def test_cancel_of_a_queued_run_is_undone(actor, team, monkeypatch):
+    execution = execution_services.start_execution(
+        job_of(team), trigger=Source.UI, triggered_by=actor
+    )
+    break_audit(monkeypatch)
+    with pytest.raises(AuditDown):
+        execution_services.cancel_execution(execution, by=actor, source=Source.UI)
+    execution.refresh_from_db()
+    assert (execution.status, execution.cancel_requested_at) == (Status.QUEUED, None)
+    assert execution.host_runs.get().status == Status.QUEUED
+
+
+def test_cancel_of_a_running_run_is_undone(actor, team, monkeypatch):
+    execution = execution_services.start_execution(
+        job_of(team), trigger=Source.UI, triggered_by=actor
+    )
+    assert execution_services.claim_execution(execution.pk, "test-worker")
+    break_audit(monkeypatch)
+    with pytest.raises(AuditDown):
+        execution_services.cancel_execution(execution, by=actor, source=Source.UI)
+    execution.refresh_from_db()
+    assert (execution.status, execution.cancel_requested_at) == (Status.RUNNING, None)

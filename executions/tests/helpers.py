@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+
+from django.db import connection
 
 from executions import runner, services
 from executions.models import Execution, LogChunk, Trigger
@@ -54,3 +57,25 @@ def remote_processes(tag: str) -> list[str]:
     """The processes on the (local) sshd's side still running `sleep <tag>`."""
     found = subprocess.run(["pgrep", "-af", f"sleep {tag}"], capture_output=True, text=True)
     return [line for line in found.stdout.splitlines() if "pgrep" not in line]
+
+
+@contextlib.contextmanager
+def right_after_the_select(action: Callable[[], object]) -> Iterator[None]:
+    """Run `action` once, right after the first select of executions (a reaper's or a
+    requeuer's), before the guarded update that follows it.
+
+    That puts a competitor exactly in the window that the update's re-check exists for.
+    """
+    fired = False
+
+    def wrapper(execute, sql, params, many, context):
+        nonlocal fired
+        result = execute(sql, params, many, context)
+        if not fired and sql.startswith("SELECT") and 'FROM "executions_execution"' in sql:
+            fired = True
+            action()
+        return result
+
+    with connection.execute_wrapper(wrapper):
+        yield
+    assert fired, "nothing selected executions"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -10,12 +9,17 @@ from datetime import timedelta
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.db import connection
 from django.utils import timezone
 
 from executions import live, runner, services
 from executions.models import Execution, HostRun, Status
-from executions.tests.helpers import remote_processes, start, unique_tag, wait_until
+from executions.tests.helpers import (
+    remote_processes,
+    right_after_the_select,
+    start,
+    unique_tag,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
@@ -62,28 +66,6 @@ def listen() -> Iterator[Callable[[int], Doorbell]]:
         doorbell.close()
 
 
-@contextlib.contextmanager
-def after_the_reapers_select(action: Callable[[], object]) -> Iterator[None]:
-    """Run `action` once, right after the reaper has selected the stale executions.
-
-    That puts a competitor exactly between the reaper's select and its guarded update, the
-    window that the guard's re-check exists for.
-    """
-    fired = False
-
-    def wrapper(execute, sql, params, many, context):
-        nonlocal fired
-        result = execute(sql, params, many, context)
-        if not fired and sql.startswith("SELECT") and 'FROM "executions_execution"' in sql:
-            fired = True
-            action()
-        return result
-
-    with connection.execute_wrapper(wrapper):
-        yield
-    assert fired, "the reaper selected nothing"
-
-
 @pytest.fixture
 def running(make_server, make_job) -> Execution:
     """A claimed execution whose one host has succeeded; the worker has not finished it yet."""
@@ -126,7 +108,7 @@ def test_a_finish_after_the_reaper_changes_nothing_and_stays_silent(running, lis
 
 def test_the_reaper_spares_a_run_whose_heartbeat_arrives_after_its_select(running):
     go_silent(running)
-    with after_the_reapers_select(lambda: services.heartbeat(running.pk)):
+    with right_after_the_select(lambda: services.heartbeat(running.pk)):
         assert services.reap_lost_executions() == []
     running.refresh_from_db()
     assert running.status == Status.RUNNING
@@ -137,7 +119,7 @@ def test_the_reaper_spares_a_run_whose_heartbeat_arrives_after_its_select(runnin
 
 def test_the_reaper_spares_a_run_that_finishes_after_its_select(running):
     go_silent(running)
-    with after_the_reapers_select(lambda: services.finish_execution(running.pk)):
+    with right_after_the_select(lambda: services.finish_execution(running.pk)):
         assert services.reap_lost_executions() == []
     running.refresh_from_db()
     assert (running.status, running.summary) == (Status.SUCCEEDED, "1 succeeded")

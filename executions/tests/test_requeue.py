@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from executions import services
 from executions.models import Execution
-from executions.tests.helpers import start
+from executions.tests.helpers import right_after_the_select, start
 
 pytestmark = pytest.mark.django_db
 
@@ -41,3 +41,17 @@ def test_execution_the_broker_could_not_take_is_retried_at_once(
     execution.refresh_from_db()
     assert execution.summary == ""
     assert services.requeue_waiting_executions() == []
+
+
+def test_two_reapers_hand_a_waiting_execution_over_once(make_server, make_job, queued):
+    execution = start(make_job("true", [make_server()]))
+    Execution.objects.filter(pk=execution.pk).update(enqueued_at=None)
+    queued.clear()
+    competitor: list[int] = []
+
+    # Another worker's reaper requeues it between this one's select and its update.
+    with right_after_the_select(lambda: competitor.extend(services.requeue_waiting_executions())):
+        mine = services.requeue_waiting_executions()
+
+    assert (competitor, mine) == ([execution.pk], [])
+    assert queued == [execution.pk]
