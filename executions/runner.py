@@ -63,8 +63,11 @@ def run_execution(execution_id: int) -> None:
     finally:
         done.set()
         watchdog.join()
-    services.finish_execution(execution.pk)
-    record_run_results(execution.host_runs.all())
+    try:
+        services.finish_execution(execution.pk)
+    finally:
+        # What the hosts found out about their servers is kept even if finishing failed.
+        record_run_results(execution.host_runs.all())
 
 
 def _run_host(

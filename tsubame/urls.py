@@ -25,10 +25,9 @@ api_root = APIRootView.as_view(
 
 api_urlpatterns = [
     path("", api_root, name="root"),
-    path("", include("accounts.api.urls")),
-    path("", include("servers.api.urls")),
-    path("", include("jobs.api.urls")),
-    path("", include("executions.api.urls")),
+    # Routed from the same list the root is built from: a resource cannot be one and not
+    # the other.
+    *(url for router in API_ROUTERS for url in router.urls),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
 ]

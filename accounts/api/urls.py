@@ -6,4 +6,3 @@ router = SimpleRouter()
 router.register("teams", TeamViewSet)
 router.register("audit", AuditEventViewSet)
 router.register("tokens", ApiTokenViewSet, basename="apitoken")
-urlpatterns = router.urls

@@ -4,4 +4,3 @@ from executions.api.views import ExecutionViewSet
 
 router = SimpleRouter()
 router.register("executions", ExecutionViewSet)
-urlpatterns = router.urls

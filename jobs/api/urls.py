@@ -4,4 +4,3 @@ from jobs.api.views import JobViewSet
 
 router = SimpleRouter()
 router.register("jobs", JobViewSet)
-urlpatterns = router.urls

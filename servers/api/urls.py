@@ -4,4 +4,3 @@ from servers.api.views import ServerViewSet
 
 router = SimpleRouter()
 router.register("servers", ServerViewSet)
-urlpatterns = router.urls
