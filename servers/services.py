@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from accounts import audit, policy
 from accounts.models import Source
@@ -105,6 +105,18 @@ def save_server(
             server, created=created, actor=actor, source=source, changed_fields=changed_fields
         )
     return server
+
+
+def visible_tags(user: Any) -> QuerySet[Tag]:
+    """The tags a face may offer the user: those of the servers they may see.
+
+    Tags belong to no team, but a name such as "payroll-db" tells about the servers of the
+    team that uses it. Who may read the tag list itself (a global permission, as superusers
+    have) is offered every tag, unused ones too: they can add one from the admin's form.
+    """
+    if user.has_perm("servers.view_tag"):
+        return Tag.objects.all()
+    return Tag.objects.filter(servers__in=policy.visible(Server.objects.all(), user)).distinct()
 
 
 def _tag(tag: Tag | str) -> Tag:
