@@ -215,8 +215,12 @@ class ApiTokenForm(forms.ModelForm):
         fields = ["name", "expires_at"]
         help_texts = {"expires_at": "Empty: as late as allowed (API_TOKEN_MAX_DAYS)."}
 
-    def clean_expires_at(self) -> datetime:
-        return token_expiry(self.cleaned_data["expires_at"])
+    def clean_expires_at(self) -> datetime | None:
+        # issue_token applies the rule (token_expiry) when saving; the admin saves only a valid
+        # form, so it asks the same rule here to show a refusal on the field.
+        expires_at = self.cleaned_data["expires_at"]
+        token_expiry(expires_at)
+        return expires_at
 
 
 @admin.register(ApiToken)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import Group
@@ -140,6 +140,20 @@ def token_expiry(requested: datetime | None, *, made_with: ApiToken | None = Non
             code="too_late",
         )
     return requested
+
+
+def expiry_in_days(days: int | None) -> datetime | None:
+    """For the faces that ask for a lifetime in days: the expiry that many days from now.
+
+    Past the calendar's end (or its start) it is the last (first) moment there is, which
+    token_expiry refuses like any other expiry too late (or past).
+    """
+    if days is None:
+        return None
+    try:
+        return timezone.now() + timedelta(days=days)
+    except OverflowError:
+        return (datetime.max if days > 0 else datetime.min).replace(tzinfo=UTC)
 
 
 class ApiTokenQuerySet(models.QuerySet["ApiToken"]):

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from typing import Any
 
 from django import forms
@@ -8,15 +7,14 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.core.validators import MaxValueValidator
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts import services, timezones
 from accounts.forms import LoginForm
-from accounts.models import ApiToken, Source
+from accounts.models import ApiToken, Source, expiry_in_days
 
 
 class LoginView(auth_views.LoginView):
@@ -27,21 +25,15 @@ class LoginView(auth_views.LoginView):
 
 class NewTokenForm(forms.Form):
     name = forms.CharField(max_length=100)
-    expires_in_days = forms.IntegerField(required=False, min_value=1)
+    # How long a token may live is token_expiry's rule, applied when it is issued.
+    expires_in_days = forms.IntegerField(required=False)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         most = settings.API_TOKEN_MAX_DAYS
         days = self.fields["expires_in_days"]
-        days.validators.append(
-            MaxValueValidator(most, f"A token may be valid for at most {most} days.")
-        )
-        days.widget.attrs["max"] = most
+        days.widget.attrs.update(min=1, max=most)
         days.help_text = f"At most {most}. Empty: {most}."
-
-    def expires_at(self) -> datetime | None:
-        days = self.cleaned_data["expires_in_days"]
-        return timezone.now() + timedelta(days=days) if days else None
 
 
 class TimeZoneForm(forms.Form):
@@ -74,10 +66,16 @@ def token_list(request: HttpRequest) -> HttpResponse:
     secret = None
     if request.method == "POST" and form.is_valid():
         token = ApiToken(
-            user=request.user, name=form.cleaned_data["name"], expires_at=form.expires_at()
+            user=request.user,
+            name=form.cleaned_data["name"],
+            expires_at=expiry_in_days(form.cleaned_data["expires_in_days"]),
         )
-        secret = services.issue_token(token, source=Source.UI)
-        form = NewTokenForm()
+        try:
+            secret = services.issue_token(token, source=Source.UI)
+        except ValidationError as exc:
+            form.add_error("expires_in_days", exc)
+        else:
+            form = NewTokenForm()
     tokens = ApiToken.objects.filter(user=request.user)
     return render(
         request,

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -20,6 +22,12 @@ from servers.models import Server
 from tsubame.pages import filtered_page
 
 
+def visible_targets(user: Any) -> Prefetch:
+    """A job's targets as its pages show them (names, Run's hidden inputs): only servers the
+    user may see, should a job ever target another team's server (save_server prevents it)."""
+    return Prefetch("servers", queryset=policy.visible(Server.objects.all(), user))
+
+
 @login_required
 def job_list(request: HttpRequest) -> HttpResponse:
     # Each job's newest run that the user may see, all in one query (a window per job): a job
@@ -29,7 +37,8 @@ def job_list(request: HttpRequest) -> HttpResponse:
     )
     jobs = policy.visible(
         Job.objects.select_related("team").prefetch_related(
-            "servers", Prefetch("executions", queryset=last_run[:1], to_attr="last_runs")
+            visible_targets(request.user),
+            Prefetch("executions", queryset=last_run[:1], to_attr="last_runs"),
         ),
         request.user,
     )
@@ -86,7 +95,9 @@ def job_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = policy.get_visible_or_404(
-        Job.objects.select_related("team").prefetch_related("servers"), request.user, pk=pk
+        Job.objects.select_related("team").prefetch_related(visible_targets(request.user)),
+        request.user,
+        pk=pk,
     )
     # A job that changed team keeps its past runs, which stay with the team they ran in.
     history = policy.visible(Execution.objects.filter(job=job), request.user)

@@ -108,6 +108,11 @@ class ServerAdmin(TeamScopedAdmin):
             }
         return super().delete_view(request, object_id, extra_context)
 
+    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "tags":
+            kwargs["queryset"] = services.visible_tags(request.user)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
     def has_test_connection_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("servers.test_connection")
 

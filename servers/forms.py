@@ -4,7 +4,6 @@ import re
 from typing import Any
 
 from django import forms
-from django.core.validators import validate_slug
 
 from accounts.forms import TeamOwnedForm
 from servers.models import Server, Tag
@@ -110,17 +109,9 @@ class TagNamesField(forms.CharField):
         return ", ".join(value) if isinstance(value, list | tuple) else value
 
     def to_python(self, value: Any) -> list[str]:
-        names = sorted({name for name in re.split(r"[\s,]+", super().to_python(value)) if name})
-        for name in names:
-            if len(name) > Tag._meta.get_field("name").max_length:
-                raise forms.ValidationError(f"The tag {name!r} is too long.")
-            try:
-                validate_slug(name)
-            except forms.ValidationError:
-                raise forms.ValidationError(
-                    f"The tag {name!r} may only have letters, digits, - and _."
-                ) from None
-        return names
+        return Tag.valid_names(
+            name for name in re.split(r"[\s,]+", super().to_python(value)) if name
+        )
 
 
 class ServerPageForm(TeamOwnedForm, ServerForm):

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, validate_slug
 from django.db import models
 from django.utils import timezone
 
@@ -24,6 +26,25 @@ class Tag(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @classmethod
+    def valid_names(cls, names: Iterable[str]) -> list[str]:
+        """The names, sorted, each once; ValidationError for one that cannot be a tag.
+
+        The one rule for tag names typed in the UI or sent to the API: a name that is no tag
+        yet becomes one when the server is saved.
+        """
+        unique = sorted(set(names))
+        for name in unique:
+            if len(name) > cls._meta.get_field("name").max_length:
+                raise ValidationError(f"The tag {name!r} is too long.", code="max_length")
+            try:
+                validate_slug(name)
+            except ValidationError:
+                raise ValidationError(
+                    f"The tag {name!r} may only have letters, digits, - and _.", code="invalid"
+                ) from None
+        return unique
 
 
 class Server(TeamOwned, models.Model):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from accounts import audit, policy
 from accounts.models import Source
@@ -94,7 +94,8 @@ def save_server(
 ) -> Server:
     """Create or change a server (and set its tags, if given) with its audit row.
 
-    A tag given by name is created if there is none of that name yet.
+    A tag given by name is created if there is none of that name yet. A server moved to
+    another team stops being a target of its old team's jobs.
     """
     created = server._state.adding
     with transaction.atomic():
@@ -104,7 +105,36 @@ def save_server(
         audit.record_saved(
             server, created=created, actor=actor, source=source, changed_fields=changed_fields
         )
+        if not created:
+            _leave_other_teams_jobs(server, actor=actor, source=source)
     return server
+
+
+def _leave_other_teams_jobs(server: Server, *, actor: Any, source: Source) -> None:
+    # A job runs only on its own team's servers (Job.clean_targets): left as a target, the
+    # server would make its old team's job refuse to run, and show their pages its name.
+    for job in Job.objects.filter(servers=server).exclude(team_id=server.team_id):
+        job.servers.remove(server)
+        # Recorded in the job's team; the server's new team is not theirs to know.
+        audit.record(
+            "change",
+            job,
+            actor=actor,
+            source=source,
+            details={"fields": ["servers"], "removed": [server.name]},
+        )
+
+
+def visible_tags(user: Any) -> QuerySet[Tag]:
+    """The tags a face may offer the user: those of the servers they may see.
+
+    Tags belong to no team, but a name such as "payroll-db" tells about the servers of the
+    team that uses it. Who may read the tag list itself (a global permission, as superusers
+    have) is offered every tag, unused ones too: they can add one from the admin's form.
+    """
+    if user.has_perm("servers.view_tag"):
+        return Tag.objects.all()
+    return Tag.objects.filter(servers__in=policy.visible(Server.objects.all(), user)).distinct()
 
 
 def _tag(tag: Tag | str) -> Tag:

@@ -13,7 +13,7 @@ from executions.models import HostRun
 from servers import services, ssh
 from servers.filters import ServerFilter
 from servers.forms import ServerPageForm
-from servers.models import Server, Tag
+from servers.models import Server
 from tsubame.pages import filtered_page
 
 
@@ -29,7 +29,7 @@ def server_list(request: HttpRequest) -> HttpResponse:
         {
             "filters": filters,
             "page": page,
-            "tags": Tag.objects.all(),
+            "tags": services.visible_tags(request.user),
             "can_add": request.user.has_perm("servers.add_server"),
             "section": "servers",
         },
@@ -76,7 +76,12 @@ def server_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     return render(
         request,
         "servers/server_form.html",
-        {"form": form, "server": server, "known_tags": Tag.objects.all(), "section": "servers"},
+        {
+            "form": form,
+            "server": server,
+            "known_tags": services.visible_tags(request.user),
+            "section": "servers",
+        },
     )
 
 

@@ -1,16 +1,14 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts import policy
-from accounts.models import ApiToken, AuditEvent, Membership, Role, Team, token_expiry
+from accounts.models import ApiToken, AuditEvent, Membership, Role, Team
 from tsubame.api.base import StrictModelSerializer, StrictSerializer
 
 ROLE_BY_GROUP = {role.group_name: role.value for role in Role}
@@ -84,12 +82,6 @@ class ApiTokenSerializer(StrictModelSerializer):
             "active",
         ]
         read_only_fields = ["lookup", "created_at", "last_used_at", "revoked_at"]
-
-    def validate_expires_at(self, value: datetime | None) -> datetime:
-        try:
-            return token_expiry(value, made_with=made_with(self.context["request"]))
-        except DjangoValidationError as exc:
-            raise serializers.ValidationError(exc.messages) from exc
 
 
 def made_with(request: Any) -> ApiToken | None:

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Prefetch, QuerySet
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, permissions, status, viewsets
+from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
@@ -124,7 +125,10 @@ class ApiTokenViewSet(
         body = ApiTokenSerializer(data=request.data, context=self.get_serializer_context())
         body.is_valid(raise_exception=True)
         token = ApiToken(user=request.user, **body.validated_data)
-        secret = services.issue_token(token, source=Source.API, made_with=made_with(request))
+        try:
+            secret = services.issue_token(token, source=Source.API, made_with=made_with(request))
+        except DjangoValidationError as exc:  # the expiry: accounts.models.token_expiry
+            raise serializers.ValidationError({"expires_at": exc.messages}) from exc
         data = {**ApiTokenSerializer(token).data, "token": secret}
         return Response(data, status=status.HTTP_201_CREATED)
 

@@ -98,7 +98,7 @@ def test_ui_refuses_more_days_than_allowed_and_defaults_to_the_most(client: Clie
     url = reverse("token-list")
     refused = client.post(url, {"name": "laptop", "expires_in_days": 31})
     assert refused.status_code == 200
-    assert "A token may be valid for at most 30 days." in refused.content.decode()
+    assert "A token may be valid for at most 30 days: choose" in refused.content.decode()
     assert not ApiToken.objects.exists()
 
     client.post(url, {"name": "laptop", "expires_in_days": ""})
@@ -122,8 +122,76 @@ def test_admin_refuses_an_expiry_past_the_longest_lifetime(client: Client, alice
 
 
 def test_command_refuses_more_days_than_allowed_and_defaults_to_the_most(alice):
-    with pytest.raises(CommandError, match="between 1 and 30"):
+    with pytest.raises(CommandError, match="at most 30 days: choose"):
         call_command("create_api_token", "alice", "--expires-days", "31", stdout=StringIO())
     call_command("create_api_token", "alice", stdout=StringIO())
     token = ApiToken.objects.get()
     assert ends_about(token.expires_at, timezone.now() + timedelta(days=30))
+
+
+RULE = "A token may be valid for at most 30 days: choose an expiry no later than "
+
+
+def refusal_by_ui(alice: User) -> str:
+    client = Client()
+    client.force_login(alice)
+    refused = client.post(reverse("token-list"), {"name": "laptop", "expires_in_days": 31})
+    return " ".join(refused.context["form"].errors["expires_in_days"])
+
+
+def refusal_by_api(alice: User) -> str:
+    late = (timezone.now() + timedelta(days=31)).isoformat()
+    body = {"name": "ci", "expires_at": late}
+    return " ".join(
+        session(alice).post("/api/v1/tokens/", body, format="json").json()["errors"]["expires_at"]
+    )
+
+
+def refusal_by_admin(alice: User) -> str:
+    client = Client()
+    client.force_login(alice)
+    late = timezone.now() + timedelta(days=31)
+    form = {"name": "late", "expires_at_0": f"{late:%Y-%m-%d}", "expires_at_1": f"{late:%H:%M:%S}"}
+    refused = client.post(reverse("admin:accounts_apitoken_add"), form)
+    return " ".join(refused.context["adminform"].form.errors["expires_at"])
+
+
+def refusal_by_command(alice: User) -> str:
+    with pytest.raises(CommandError) as refused:
+        call_command("create_api_token", "alice", "--expires-days", "31", stdout=StringIO())
+    return str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "refusal", [refusal_by_ui, refusal_by_api, refusal_by_admin, refusal_by_command]
+)
+def test_every_face_refuses_a_long_lifetime_with_the_one_rule(alice, refusal):
+    assert refusal(alice).startswith(RULE)
+    assert not ApiToken.objects.exists()
+
+
+@pytest.mark.parametrize("days", ["0", "-1"])
+def test_command_refuses_a_lifetime_that_is_over_before_it_starts(alice, days):
+    with pytest.raises(CommandError, match=r"^The expiry must be in the future\.$"):
+        call_command("create_api_token", "alice", f"--expires-days={days}", stdout=StringIO())
+    assert not ApiToken.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("days", "message"),
+    [
+        (10**20, RULE),
+        (999999999, RULE),
+        (0, "The expiry must be in the future."),
+        (-(10**20), "The expiry must be in the future."),
+    ],
+)
+def test_ui_and_command_refuse_lifetimes_past_any_calendar_by_the_rule(alice, days, message):
+    client = Client()
+    client.force_login(alice)
+    refused = client.post(reverse("token-list"), {"name": "laptop", "expires_in_days": days})
+    assert refused.context["form"].errors["expires_in_days"][0].startswith(message)
+    with pytest.raises(CommandError) as command:
+        call_command("create_api_token", "alice", f"--expires-days={days}", stdout=StringIO())
+    assert str(command.value).startswith(message)
+    assert not ApiToken.objects.exists()

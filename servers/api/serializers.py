@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from accounts.models import Team
@@ -13,13 +14,28 @@ from tsubame.api.base import StrictModelSerializer, StrictSerializer, VisibleRel
 SECRET_FIELDS = ("private_key", "passphrase", "password")
 
 
+class TagNamesField(serializers.ListField):
+    """Tag names, under the rule the UI's form applies (Tag.valid_names). A name that is no
+    tag yet becomes one when the server is saved, so whether one exists (perhaps only on
+    another team's servers) is never told."""
+
+    child = serializers.CharField()
+
+    def to_internal_value(self, data: Any) -> list[str]:
+        try:
+            return Tag.valid_names(super().to_internal_value(data))
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from exc
+
+    def to_representation(self, tags: Any) -> list[str]:
+        return [tag.name for tag in tags.all()]
+
+
 class ServerSerializer(StrictModelSerializer):
     """Secrets are write-only: omit one to keep it, send "" or null to clear it."""
 
     team = VisibleRelatedField(queryset=Team.objects.all())
-    tags = serializers.SlugRelatedField(
-        many=True, slug_field="name", queryset=Tag.objects.all(), required=False
-    )
+    tags = TagNamesField(required=False)
     private_key = serializers.CharField(
         write_only=True, required=False, allow_blank=True, allow_null=True, trim_whitespace=False
     )

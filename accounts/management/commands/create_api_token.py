@@ -1,12 +1,9 @@
-from datetime import timedelta
-
-from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.utils import timezone
 
 from accounts import services
-from accounts.models import ApiToken, Source
+from accounts.models import ApiToken, Source, expiry_in_days
 
 
 class Command(BaseCommand):
@@ -27,14 +24,13 @@ class Command(BaseCommand):
             user = get_user_model().objects.get_by_natural_key(options["username"])
         except get_user_model().DoesNotExist:
             raise CommandError(f"no user {options['username']!r}") from None
-        days = options["expires_days"]
-        most = settings.API_TOKEN_MAX_DAYS
-        if days is not None and not 1 <= days <= most:
-            raise CommandError(f"--expires-days must be between 1 and {most}")
         token = ApiToken(
             user=user,
             name=str(options["name"]),
-            expires_at=timezone.now() + timedelta(days=days) if days else None,
+            expires_at=expiry_in_days(options["expires_days"]),
         )
-        secret = services.issue_token(token, source=Source.SYSTEM)
+        try:
+            secret = services.issue_token(token, source=Source.SYSTEM)
+        except ValidationError as exc:  # the expiry: accounts.models.token_expiry
+            raise CommandError(" ".join(exc.messages)) from exc
         self.stdout.write(secret)
