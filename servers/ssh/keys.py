@@ -104,7 +104,10 @@ def load_private_key(credentials: Credentials) -> paramiko.PKey:
             # A passphrase stored alongside an unencrypted key is harmless: ignore it.
             loaded = load(text.encode(), None)
     except ValueError as exc:
-        if passphrase is not None and ("password" in str(exc) or "checksum" in str(exc)):
+        # A wrong passphrase on a legacy encrypted PEM key decrypts to junk, and about one time
+        # in 256 that junk has valid padding and fails later, as if the key were damaged.
+        encrypted = "ENCRYPTED" in text or "password" in str(exc) or "checksum" in str(exc)
+        if passphrase is not None and encrypted:
             raise CredentialError(WRONG_PASSPHRASE) from exc
         raise CredentialError(DAMAGED) from exc
     except TypeError as exc:
