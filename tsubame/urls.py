@@ -1,5 +1,7 @@
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 from rest_framework.routers import APIRootView
@@ -33,6 +35,8 @@ api_urlpatterns = [
 ]
 
 urlpatterns = [
+    # Browsers ask for /favicon.ico on pages without a <link rel="icon"> (JSON, the API).
+    path("favicon.ico", RedirectView.as_view(url=static("tsubame/favicon.svg"), permanent=True)),
     path("", include("executions.urls")),
     path("", include("accounts.urls")),
     path("servers/", include("servers.urls")),

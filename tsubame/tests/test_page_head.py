@@ -14,3 +14,10 @@ def test_every_page_links_the_static_file(client, path):
     page = client.get("/login/").content.decode()
     assert f'"/static/{path}"' in page
     assert finders.find(path), path
+
+
+def test_favicon_ico_leads_to_the_icon(client):
+    # Asked for by browsers on pages without a <link rel="icon">: the API's JSON, for one.
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301
+    assert response["Location"].endswith("/tsubame/favicon.svg")
