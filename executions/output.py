@@ -161,29 +161,33 @@ class OutputWriter:
 
     def _run(self) -> None:
         try:
-            while True:
-                timeout = None
-                if self._pending:
-                    timeout = max(0.0, self._last_flush + self.flush_seconds - time.monotonic())
-                try:
-                    item = self._queue.get(timeout=timeout)
-                except queue.Empty:
-                    self._flush()
-                    continue
-                if item is _STOP:
-                    self._flush(final_for=None, final=True)
-                    return
-                if isinstance(item, _Call):
-                    if item.after_output_of is not None:
-                        self._flush(final_for=item.after_output_of)
-                    self._act(item)
-                    continue
-                self._add(*item)
-                due = time.monotonic() - self._last_flush >= self.flush_seconds
-                if due or self._pending_bytes >= self.flush_bytes:
-                    self._flush()
+            with live.Ringer(self.execution_id):
+                self._serve()
         finally:
             connection.close()
+
+    def _serve(self) -> None:
+        while True:
+            timeout = None
+            if self._pending:
+                timeout = max(0.0, self._last_flush + self.flush_seconds - time.monotonic())
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                self._flush()
+                continue
+            if item is _STOP:
+                self._flush(final_for=None, final=True)
+                return
+            if isinstance(item, _Call):
+                if item.after_output_of is not None:
+                    self._flush(final_for=item.after_output_of)
+                self._act(item)
+                continue
+            self._add(*item)
+            due = time.monotonic() - self._last_flush >= self.flush_seconds
+            if due or self._pending_bytes >= self.flush_bytes:
+                self._flush()
 
     def _act(self, call: _Call) -> None:
         # The caller's failure is the caller's to handle: the writer keeps serving the others.
