@@ -7,16 +7,18 @@ costs latency, never data, because consumers also poll (LIVE_POLL_SECONDS).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
 logger = logging.getLogger(__name__)
 
 _local = threading.local()
+CHANGED = {"type": "execution.changed"}
 
 
 def group_name(execution_id: int) -> str:
@@ -28,7 +30,7 @@ def ring(execution_id: int) -> None:
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(group_name(execution_id), {"type": "execution.changed"})
+        async_to_sync(layer.group_send)(group_name(execution_id), CHANGED)
     except Exception:  # a broken layer must not fail a run: consumers poll as well
         logger.warning("could not ring execution %s", execution_id, exc_info=True)
 
@@ -79,12 +81,30 @@ class Ringer:
             self._wanted = True
             self._asked.notify()
 
+    def _next(self) -> bool:
+        """Wait until a ring is asked for (True) or the block was left with none (False)."""
+        with self._asked:
+            while not (self._wanted or self._closing):
+                self._asked.wait()
+            wanted, self._wanted = self._wanted, False
+            return wanted
+
     def _run(self) -> None:
-        while True:
-            with self._asked:
-                while not (self._wanted or self._closing):
-                    self._asked.wait()
-                if not self._wanted:
-                    return
-                self._wanted = False
-            ring(self.execution_id)
+        layer = get_channel_layer()
+        if layer is None or isinstance(layer, InMemoryChannelLayer):
+            # The in-memory layer's queues belong to its consumers' event loop, which
+            # async_to_sync reaches; there is no connection to keep.
+            while self._next():
+                ring(self.execution_id)
+        else:
+            # One event loop for all the rings, so one connection: async_to_sync would start
+            # a loop and connect to Redis again for every ring, ten times the cost.
+            asyncio.run(self._ring_on_one_loop(layer))
+
+    async def _ring_on_one_loop(self, layer: BaseChannelLayer) -> None:
+        # Blocking this loop while waiting is fine: nothing else runs on it.
+        while self._next():
+            try:
+                await layer.group_send(group_name(self.execution_id), CHANGED)
+            except Exception:  # a broken layer must not fail a run: consumers poll as well
+                logger.warning("could not ring execution %s", self.execution_id, exc_info=True)
