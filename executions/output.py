@@ -7,9 +7,11 @@ transaction and rings the doorbell after commit. One writer per execution is wha
 thread blocks, SSH flow control pauses the remote, and worker memory stays flat whatever
 the size of the output.
 
-Host threads never open a database connection: their state changes (`call`) travel the
-same queue and run on the writer's one connection, so a run on 500 servers holds as many
-connections as a run on one, and a host's finish is never stored before its output.
+Host threads never open a database connection: their state changes (`call_together`)
+travel the same queue and run on the writer's one connection, so a run on 500 servers holds
+as many connections as a run on one, and a host's finish is never stored before its output.
+Changes asked for at the same moment share one transaction, and rings go out from a thread
+of their own (`live.Ringer`): that one thread is what every host waits on.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+import psycopg
+import psycopg.sql
 from django.conf import settings
 from django.db import (
     IntegrityError,
@@ -38,6 +42,7 @@ from executions.models import LogChunk
 
 logger = logging.getLogger(__name__)
 
+A = TypeVar("A")
 T = TypeVar("T")
 
 STREAMS = {"stdout": LogChunk.Stream.STDOUT, "stderr": LogChunk.Stream.STDERR}
@@ -87,12 +92,12 @@ class _Pending:
 
 @dataclass
 class _Call:
-    """Database work for the writer's thread; `done` once it ran.
-
-    With `after_output_of`, that host's output (held-back bytes included) is committed first.
+    """Database work for the writer's thread (see `OutputWriter.call_together`); `done` once
+    it ran.
     """
 
-    action: Callable[[], Any]
+    action: Callable[[list[Any]], list[Any]]
+    argument: Any
     after_output_of: int | None
     result: Any = None
     error: Exception | None = None
@@ -116,6 +121,8 @@ class OutputWriter:
         self._tails: dict[tuple[int, int], bytes] = {}
         self._next_seq = 0
         self._last_flush = 0.0
+        # Taken from the queue while gathering calls made together, and served next.
+        self._next: object | None = None
         self._thread = threading.Thread(
             target=self._run, name=f"output-{execution_id}", daemon=True
         )
@@ -143,14 +150,26 @@ class OutputWriter:
         if data:
             self._put((host_run_id, STREAMS[stream], data))
 
-    def call(self, action: Callable[[], T], *, after_output_of: int | None = None) -> T:
-        """Run `action` (database work) on the writer's thread and return what it returns.
+    def call_together(
+        self,
+        action: Callable[[list[A]], list[T]],
+        argument: A,
+        *,
+        after_output_of: int | None = None,
+    ) -> T:
+        """Run `action` (database work) on the writer's thread and return its result for us.
+
+        Host threads ask for the same work at the same moment (when a run begins, many start;
+        later, many end), so the calls with the same `action` waiting next to each other in
+        the queue run as one: `action` gets their arguments and returns their results in the
+        same order. That is one transaction for any number of hosts, on the one thread that
+        does every host's database work.
 
         With `after_output_of`, that host's streams have ended: everything written so far,
         its held-back bytes included, is committed first. Without, `action` does not wait
         for output to be stored (a host that is about to start has none).
         """
-        call = _Call(action, after_output_of)
+        call = _Call(action, argument, after_output_of)
         self._put(call)
         while not call.done.wait(1.0):
             if not self._thread.is_alive():
@@ -161,39 +180,61 @@ class OutputWriter:
 
     def _run(self) -> None:
         try:
-            while True:
-                timeout = None
-                if self._pending:
-                    timeout = max(0.0, self._last_flush + self.flush_seconds - time.monotonic())
+            with live.Ringer(self.execution_id):
+                self._serve()
+        finally:
+            connection.close()
+
+    def _serve(self) -> None:
+        while True:
+            timeout = None
+            if self._pending:
+                timeout = max(0.0, self._last_flush + self.flush_seconds - time.monotonic())
+            item, self._next = self._next, None
+            if item is None:
                 try:
                     item = self._queue.get(timeout=timeout)
                 except queue.Empty:
                     self._flush()
                     continue
-                if item is _STOP:
-                    self._flush(final_for=None, final=True)
-                    return
-                if isinstance(item, _Call):
-                    if item.after_output_of is not None:
-                        self._flush(final_for=item.after_output_of)
-                    self._act(item)
-                    continue
-                self._add(*item)
-                due = time.monotonic() - self._last_flush >= self.flush_seconds
-                if due or self._pending_bytes >= self.flush_bytes:
-                    self._flush()
-        finally:
-            connection.close()
+            if item is _STOP:
+                self._flush(final=True)
+                return
+            if isinstance(item, _Call):
+                self._act(item)
+                continue
+            self._add(*item)
+            due = time.monotonic() - self._last_flush >= self.flush_seconds
+            if due or self._pending_bytes >= self.flush_bytes:
+                self._flush()
 
-    def _act(self, call: _Call) -> None:
-        # The caller's failure is the caller's to handle: the writer keeps serving the others.
+    def _act(self, first: _Call) -> None:
+        calls = [first]
+        # Only those next to each other: the order of everything in the queue is kept.
+        while len(calls) < self._queue.maxsize:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if not (isinstance(item, _Call) and item.action is first.action):
+                self._next = item
+                break
+            calls.append(item)
+        hosts = {call.after_output_of for call in calls} - {None}
+        if hosts:
+            self._flush(final_for=hosts)
         try:
-            call.result = call.action()
+            results = first.action([call.argument for call in calls])
+            for call, result in zip(calls, results, strict=True):
+                call.result = result
         except Exception as exc:
-            call.error = exc
+            # The callers' failure is theirs to handle: the writer keeps serving the others.
+            for call in calls:
+                call.error = exc
             close_old_connections()  # drop a connection that the error left unusable
         finally:
-            call.done.set()
+            for call in calls:
+                call.done.set()
 
     def _add(self, host_run_id: int, stream: int, data: bytes) -> None:
         last = self._pending[-1] if self._pending else None
@@ -203,7 +244,7 @@ class OutputWriter:
             self._pending.append(_Pending(host_run_id, stream, bytearray(data)))
         self._pending_bytes += len(data)
 
-    def _flush(self, final_for: int | None = None, *, final: bool = False) -> None:
+    def _flush(self, final_for: Collection[int] = (), *, final: bool = False) -> None:
         chunks = []
         seq = self._next_seq
         for pending in self._pending:
@@ -226,7 +267,7 @@ class OutputWriter:
                 )
                 seq += 1
                 data = data[cut:]
-        for key in [k for k in self._tails if final or k[0] == final_for]:
+        for key in [k for k in self._tails if final or k[0] in final_for]:
             chunks.append(
                 LogChunk(
                     execution_id=self.execution_id,
@@ -249,7 +290,7 @@ class OutputWriter:
         for attempt in range(1, 31):
             try:
                 with transaction.atomic():
-                    LogChunk.objects.bulk_create(chunks)
+                    _insert(chunks)
                     live.ring_after_commit(self.execution_id)
                 return
             except IntegrityError:
@@ -263,3 +304,29 @@ class OutputWriter:
                 logger.warning("writing output of execution %s failed, retrying", self.execution_id)
                 close_old_connections()
                 time.sleep(min(2.0, 0.1 * attempt))
+
+
+def _insert(chunks: list[LogChunk]) -> None:
+    if connection.vendor != "postgresql":
+        LogChunk.objects.bulk_create(chunks)
+        return
+    # Django's psycopg cursors bind parameters on the client, escaping every byte of output
+    # into the statement's text. Bound by the server, the bytes travel as they are: output
+    # is stored twice as fast (22 -> 45 MB/s measured on this project's benchmark).
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.executemany(
+            _INSERT_CHUNK,
+            [
+                (c.execution_id, c.host_run_id, c.seq, c.stream, c.data, c.created_at)
+                for c in chunks
+            ],
+        )
+
+
+_INSERT_CHUNK = psycopg.sql.SQL("INSERT INTO {} ({}) VALUES (%s, %s, %s, %s, %b, %s)").format(
+    psycopg.sql.Identifier(LogChunk._meta.db_table),
+    psycopg.sql.SQL(", ").join(
+        psycopg.sql.Identifier(LogChunk._meta.get_field(name).column)
+        for name in ("execution_id", "host_run_id", "seq", "stream", "data", "created_at")
+    ),
+)

@@ -74,12 +74,17 @@ def _run_host(
     execution: Execution, host_run: HostRun, *, writer: OutputWriter, stop: threading.Event
 ) -> None:
     """One host, start to finish. Its database work runs on the writer's connection."""
-    finish = partial(services.finish_host_run, host_run)
+
+    def finish(status: Status, *, exit_code: int | None = None, error: str = "") -> None:
+        # After the host's output is committed, together with the other hosts ending now.
+        end = services.HostEnd(host_run, status, exit_code, error)
+        writer.call_together(services.finish_host_runs, end, after_output_of=host_run.pk)
+
     try:
         if stop.is_set():
-            writer.call(partial(finish, Status.CANCELLED, error="cancelled before it started"))
+            finish(Status.CANCELLED, error="cancelled before it started")
             return
-        target = writer.call(partial(_start_host, host_run))
+        target = writer.call_together(_start_hosts, host_run)
         if target is None:
             return
         try:
@@ -96,7 +101,7 @@ def _run_host(
                 )
         except ssh.SSHError as exc:
             status = Status.CANCELLED if stop.is_set() else Status.FAILED
-            writer.call(partial(finish, status, error=str(exc)), after_output_of=host_run.pk)
+            finish(status, error=str(exc))
             return
         if result.outcome == "exited":
             status = Status.SUCCEEDED if result.exit_code == 0 else Status.FAILED
@@ -104,29 +109,32 @@ def _run_host(
         else:
             status, error = OUTCOMES[result.outcome]
             error = error.format(timeout=execution.timeout_seconds)
-        writer.call(
-            partial(finish, status, exit_code=result.exit_code, error=error),
-            after_output_of=host_run.pk,
-        )
+        finish(status, exit_code=result.exit_code, error=error)
     except Exception as exc:
         logger.exception("host run %s failed", host_run.pk)
         try:
-            writer.call(
-                partial(finish, Status.FAILED, error=f"internal error: {exc}"),
-                after_output_of=host_run.pk,
-            )
+            finish(Status.FAILED, error=f"internal error: {exc}")
         except Exception:
             # Nothing can be recorded now; finishing the execution closes this host run.
             logger.exception("could not record the failure of host run %s", host_run.pk)
 
 
-def _start_host(host_run: HostRun) -> ssh.Target | None:
-    """Mark a host running and say where to connect; None if it must not run."""
-    if not services.start_host_run(host_run):
-        return None
+def _start_hosts(host_runs: list[HostRun]) -> list[ssh.Target | None]:
+    """Mark hosts running and say where to connect to each; None for one that must not run.
+
+    The hosts that ask at the same moment (all of them, when a run begins) start in one
+    transaction and one read of their servers.
+    """
+    queued = services.start_host_runs(host_runs)
+    started = [host_run for host_run in host_runs if host_run.pk in queued]
     # Read now, not when the execution was claimed: a host that waited for a parallel
     # slot runs with the server as it is (re-keyed, untrusted or deleted meanwhile).
-    server = Server.objects.filter(pk=host_run.server_id).first()
+    servers = Server.objects.in_bulk([host_run.server_id for host_run in started])
+    targets = {h.pk: _target(h, servers.get(h.server_id)) for h in started}
+    return [targets.get(host_run.pk) for host_run in host_runs]
+
+
+def _target(host_run: HostRun, server: Server | None) -> ssh.Target | None:
     if server is None:
         services.finish_host_run(host_run, Status.FAILED, error="the server was deleted")
         return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -213,25 +214,67 @@ def is_cancel_requested(execution_id: int) -> bool:
 
 
 def start_host_run(host_run: HostRun) -> bool:
+    return host_run.pk in start_host_runs([host_run])
+
+
+def start_host_runs(host_runs: list[HostRun]) -> set[int]:
+    """Mark queued host runs running, in one transaction; the ids of those that were queued.
+
+    A host run that was closed meanwhile (its execution cancelled, reaped or finished) is
+    not started again.
+    """
     now = timezone.now()
-    started = HostRun.objects.filter(pk=host_run.pk, status=Status.QUEUED).update(
-        status=Status.RUNNING, started_at=now
-    )
-    if started:
-        host_run.status, host_run.started_at = Status.RUNNING, now
-        live.ring_after_commit(host_run.execution_id)
-    return bool(started)
+    with transaction.atomic():
+        # Locked, so that what this selects as queued is what the update below changes.
+        queued = set(
+            HostRun.objects.select_for_update()
+            .filter(pk__in=[host_run.pk for host_run in host_runs], status=Status.QUEUED)
+            .values_list("pk", flat=True)
+        )
+        HostRun.objects.filter(pk__in=queued, status=Status.QUEUED).update(
+            status=Status.RUNNING, started_at=now
+        )
+        for execution_id in {h.execution_id for h in host_runs if h.pk in queued}:
+            live.ring_after_commit(execution_id)
+    for host_run in host_runs:
+        if host_run.pk in queued:
+            host_run.status, host_run.started_at = Status.RUNNING, now
+    return queued
+
+
+@dataclass
+class HostEnd:
+    """How one host run ended, for `finish_host_runs`."""
+
+    host_run: HostRun
+    status: Status
+    exit_code: int | None = None
+    error: str = ""
 
 
 def finish_host_run(
     host_run: HostRun, status: Status, *, exit_code: int | None = None, error: str = ""
 ) -> bool:
-    finished = HostRun.objects.filter(pk=host_run.pk, status__in=ACTIVE_STATUSES).update(
-        status=status, exit_code=exit_code, error=error, finished_at=timezone.now()
-    )
-    if finished:
-        live.ring_after_commit(host_run.execution_id)
-    return bool(finished)
+    return finish_host_runs([HostEnd(host_run, status, exit_code, error)])[0]
+
+
+def finish_host_runs(ends: list[HostEnd]) -> list[bool]:
+    """Record how host runs ended, in one transaction; for each, whether it was still open.
+
+    One that was closed already (by the reaper, a cancel or the execution's finish) keeps
+    the outcome recorded first.
+    """
+    now = timezone.now()
+    finished = []
+    with transaction.atomic():
+        for end in ends:
+            won = HostRun.objects.filter(pk=end.host_run.pk, status__in=ACTIVE_STATUSES).update(
+                status=end.status, exit_code=end.exit_code, error=end.error, finished_at=now
+            )
+            if won:
+                live.ring_after_commit(end.host_run.execution_id)
+            finished.append(bool(won))
+    return finished
 
 
 def finish_execution(execution_id: int) -> bool:

@@ -4,7 +4,8 @@ import threading
 
 import pytest
 
-from executions.models import Execution, HostRun, LogChunk
+from executions import services
+from executions.models import Execution, HostRun, LogChunk, Status
 from executions.output import OutputWriter, incomplete_utf8_tail, utf8_safe_split
 
 pytestmark = pytest.mark.timeout(60)
@@ -52,7 +53,9 @@ def test_concurrent_hosts_get_gap_free_sequences_and_exact_bytes(settings, team)
             for piece in pieces:
                 writer.write(run.pk, "stdout", piece)
                 writer.write(run.pk, "stderr", piece[:3])
-            writer.call(lambda: None, after_output_of=run.pk)  # its streams have ended
+            # Its streams have ended: its end is stored after all of its output.
+            end = services.HostEnd(run, Status.SUCCEEDED, exit_code=0)
+            writer.call_together(services.finish_host_runs, end, after_output_of=run.pk)
 
         threads = [threading.Thread(target=produce, args=(run,)) for run in runs]
         for thread in threads:
