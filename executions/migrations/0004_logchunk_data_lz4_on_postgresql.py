@@ -39,7 +39,7 @@ def compress_by_default(apps, schema_editor) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("executions", "0002_execution_enqueued_at_null_when_broker_down"),
+        ("executions", "0003_execution_use_terminal"),
     ]
 
     operations = [migrations.RunPython(compress_with_lz4, compress_by_default)]
