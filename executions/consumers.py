@@ -91,6 +91,7 @@ def status_message(execution: Execution) -> dict[str, Any]:
                 "error": run.error,
                 "started_at": when(run.started_at),
                 "finished_at": when(run.finished_at),
+                "duration": run.duration,
             }
             for run in execution.host_runs.all()
         ],

@@ -6,7 +6,16 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Q
+from django.db.models import (
+    Avg,
+    Count,
+    DurationField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Q,
+)
 from django.db.models.functions import TruncDate
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -18,7 +27,7 @@ from accounts import policy
 from accounts.models import Source
 from executions import logs, services
 from executions.filters import ExecutionFilter
-from executions.models import ACTIVE_STATUSES, Execution, HostRun, Status
+from executions.models import ACTIVE_STATUSES, Execution, HostRun, LogChunk, Status
 from jobs.models import Job
 from servers.models import Server
 from tsubame.pages import filtered_page
@@ -131,15 +140,28 @@ def execution_detail(request: HttpRequest, pk: int) -> HttpResponse:
     except ValueError:
         window = TAIL_WINDOW_BYTES
     start_after = logs.tail_start(execution.pk, window)
-    host_runs = list(execution.host_runs.all())
+    # A host that ended with an error and printed nothing gets its error written in the
+    # terminal (by logviewer.js), so it needs to know which hosts printed nothing at all.
+    host_runs = list(
+        execution.host_runs.annotate(
+            has_output=Exists(LogChunk.objects.filter(host_run=OuterRef("pk")))
+        ).order_by("server_name", "id")
+    )
     viewer = {
         "execution": execution.pk,
         "socket": f"/ws/executions/{execution.pk}/",
         "login": f"{reverse('login')}?{urlencode({'next': request.get_full_path()}, safe='/')}",
         "after": start_after,
         "log": reverse("api:execution-log", args=[execution.pk]),
+        "facts": reverse("execution-facts", args=[execution.pk]),
         "hosts": [
-            {"id": run.pk, "name": logs.one_line(run.server_name), "status": run.status}
+            {
+                "id": run.pk,
+                "name": logs.one_line(run.server_name),
+                "status": run.status,
+                "error": run.error,
+                "output": run.has_output,
+            }
             for run in host_runs
         ],
     }
@@ -157,6 +179,14 @@ def execution_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "section": "executions",
         },
     )
+
+
+@login_required
+def execution_facts(request: HttpRequest, pk: int) -> HttpResponse:
+    """The page's facts (started, finished, duration), for the viewer to swap in as they change."""
+    executions = Execution.objects.select_related("team", "triggered_by")
+    execution = policy.get_visible_or_404(executions, request.user, pk=pk)
+    return render(request, "executions/execution_facts.html", {"execution": execution})
 
 
 @login_required

@@ -87,3 +87,21 @@ def test_the_lists_show_start_time_and_duration(world, client, settings):
         page = client.get(url).content.decode()
         assert 'title="2026-03-01 09:00:00 UTC"' in page, url
         assert "3.0 s" in page, url
+
+
+def test_the_facts_fragment_is_the_pages_facts_for_those_who_may_see_the_execution(world, client):
+    """The viewer swaps it in as the run goes on (logviewer.js); it shows no one else's run."""
+    execution = world.ours.execution
+    Execution.objects.filter(pk=execution.pk).update(
+        status=Status.SUCCEEDED, started_at=STARTED, finished_at=STARTED + timedelta(seconds=3)
+    )
+    assert client.get(f"/executions/{execution.pk}/facts/").status_code == 302  # to log in
+    client.force_login(world.users["viewer"])
+    fragment = client.get(f"/executions/{execution.pk}/facts/").content.decode()
+    page = client.get(f"/executions/{execution.pk}/").content.decode()
+    block = re.search(r'<dl class="facts" id="execution-facts">.*?</dl>', page, re.S)
+    assert block, page
+    assert fragment.strip().endswith(block.group(0))
+    assert "3.0 s" in fragment
+    theirs = world.theirs.execution
+    assert client.get(f"/executions/{theirs.pk}/facts/").status_code == 404

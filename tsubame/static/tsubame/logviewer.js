@@ -12,7 +12,9 @@
 // The combined view of several hosts reads like `docker compose logs`: each line carries its
 // host's name in a colour of its own, stderr lines are marked with a red "!", and a line still
 // being written (a prompt, a progress bar redrawn with \r) stays out of the scrollback, in a
-// live row per host under the terminal, until its newline arrives.
+// live row per host under the terminal (kept in the window while the terminal is scrolled
+// past), until its newline arrives. A host that ended with an error before printing anything
+// (it could not connect) gets that error as one marked line, which is not part of its log.
 (function () {
   "use strict";
 
@@ -25,6 +27,7 @@
   const MAX_PARTIAL_CHARS = 16 * 1024;
   const MAX_LABEL = 24;
   const FAILED = new Set(["failed", "timed_out", "lost"]);
+  const ACTIVE = new Set(["queued", "running"]);
   // Distinct on a dark background, none of them the red that marks stderr.
   const PALETTE = [
     "#58a6ff", "#7ee787", "#e3b341", "#d2a8ff", "#39c5cf", "#ffa657",
@@ -105,6 +108,8 @@
   for (const host of config.hosts) tails.set(host.id, { after: config.after, chunks: [], size: 0 });
 
   function remember(chunk) {
+    const host = hosts.get(chunk.host_run);
+    if (host) host.output = true;
     for (const key of ["all", chunk.host_run]) {
       const tail = tails.get(key);
       if (!tail) continue;
@@ -188,7 +193,7 @@
     for (const [key, rest] of partials) {
       const [id, stream] = key.split(":");
       const status = hosts.get(Number(id)).status;
-      if (!finished && (status === "queued" || status === "running")) continue;
+      if (!finished && ACTIVE.has(status)) continue;
       text += prefixed(hosts.get(Number(id)), stream, rest);
       setPartial(key, null, stream, "");
     }
@@ -199,6 +204,21 @@
     partials.clear();
     liveLines.replaceChildren();
     liveLines.hidden = true;
+  }
+
+  // --- a host's error in place of the output it never printed ---------------------------
+  const noted = new Set(); // hosts whose error the terminal shows in this view
+
+  function writeNotes() {
+    let text = "";
+    for (const host of [...hosts.values()].sort(hostOrder)) {
+      if (view !== "all" && view !== host.id) continue;
+      if (noted.has(host.id) || host.output || !host.error || ACTIVE.has(host.status)) continue;
+      noted.add(host.id);
+      const mark = combined() ? host.stderr.replace("\x1b[31m", "\x1b[1;31m") : "\x1b[1;31m! ";
+      text += host.error.split("\n").map((line) => `${mark}${line}\x1b[0m\r\n`).join("");
+    }
+    if (text) term.write(text, updateFollow);
   }
 
   // --- rendering -------------------------------------------------------------------------
@@ -232,6 +252,7 @@
     const mine = generation;
     term.reset();
     clearPartials();
+    noted.clear();
     for (const button of document.querySelectorAll("#host-buttons button")) {
       button.setAttribute("aria-pressed", String(button.dataset.view === String(newView)));
     }
@@ -261,6 +282,7 @@
     held = null;
     await render(waiting);
     flushPartials();
+    writeNotes();
   }
 
   // Follow the end unless the person scrolled up; offer a way back.
@@ -319,9 +341,36 @@
     element.textContent = statusLabels[status] || status;
   }
 
-  function seconds(run) {
-    if (!run.started_at || !run.finished_at) return "";
-    return `${((Date.parse(run.finished_at) - Date.parse(run.started_at)) / 1000).toFixed(2)} s`;
+  // As the server's `duration` filter writes it (accounts/templatetags/times.py).
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined) return "";
+    if (seconds < 60) return `${seconds.toFixed(1)} s`;
+    const minutes = Math.floor(seconds / 60);
+    const two = (n) => String(n).padStart(2, "0");
+    if (minutes < 60) return `${minutes} min ${two(Math.floor(seconds) % 60)} s`;
+    return `${Math.floor(minutes / 60)} h ${two(minutes % 60)} min`;
+  }
+
+  // Started, finished and duration are written by the server, in the person's time zone:
+  // fetched again whenever one of them changes.
+  let factsShown = null;
+  let factsAsked = 0;
+  async function updateFacts(execution) {
+    const key = [execution.status, execution.started_at, execution.finished_at].join(" ");
+    if (key === factsShown) return;
+    factsShown = key;
+    factsAsked += 1;
+    const mine = factsAsked;
+    try {
+      const response = await fetch(config.facts, { credentials: "same-origin" });
+      if (!response.ok) throw new Error(`facts: ${response.status}`);
+      const html = await response.text();
+      if (mine !== factsAsked) return; // a later change asked again
+      const facts = new DOMParser().parseFromString(html, "text/html").getElementById("execution-facts");
+      document.getElementById("execution-facts").replaceWith(facts);
+    } catch (error) {
+      if (mine === factsAsked) factsShown = null; // the next status message tries again
+    }
   }
 
   function applyStatus(message) {
@@ -330,22 +379,26 @@
     let done = 0;
     let reorder = false;
     for (const run of message.host_runs) {
-      const active = run.status === "queued" || run.status === "running";
-      if (!active) done += 1;
+      if (!ACTIVE.has(run.status)) done += 1;
       const host = hosts.get(run.id);
       if (host) {
         reorder = reorder || FAILED.has(host.status) !== FAILED.has(run.status);
         host.status = run.status;
+        host.error = run.error;
       }
       const row = document.querySelector(`tr[data-host-run="${run.id}"]`);
       if (!row) continue;
       setBadge(row.querySelector('[data-field="status"]'), run.status);
       row.querySelector('[data-field="exit_code"]').textContent = run.exit_code ?? "";
-      row.querySelector('[data-field="duration"]').textContent = seconds(run);
+      row.querySelector('[data-field="duration"]').textContent = duration(run.duration);
       row.querySelector('[data-field="error"]').textContent = run.error;
     }
     if (reorder) sortHosts();
-    if (!held) flushPartials();
+    if (!held) {
+      flushPartials();
+      writeNotes();
+    }
+    updateFacts(message.execution);
     const total = message.host_runs.length;
     document.getElementById("progress-text").textContent = `${done}/${total} hosts done`;
     document.getElementById("progress-bar").style.width = `${total ? (100 * done) / total : 0}%`;
