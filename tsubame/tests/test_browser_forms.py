@@ -190,7 +190,10 @@ def test_adding_a_server_with_a_password_and_a_new_tag(live_app, page, django_us
     from playwright.sync_api import expect
 
     manager(django_user_model, team)
-    Tag.objects.create(name="web")
+    # Offered because a server of the team uses it (tags of other teams' servers are not).
+    Server.objects.create(
+        team=team, name="web-0", host="web-0.example.test", username="u"
+    ).tags.add(Tag.objects.create(name="web"))
     log_in(page, live_app.url + "/login/", "ada", PASSWORD)
     page.goto("/servers/new/")
     expect(page.locator("#id_team option:checked")).to_have_text(team.name)
