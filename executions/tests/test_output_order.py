@@ -12,6 +12,8 @@ from executions.models import Execution, LogChunk, Status
 from executions.tests.helpers import run
 from servers.tests.test_output_order import ALTERNATING, EXPECTED
 
+RUNS, SPARE_RUNS = 3, 2
+
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
 
@@ -44,12 +46,18 @@ def test_interleaved_output_is_stored_and_downloaded_in_arrival_order(
 ):
     # prompt_sshd: a normal sshd running late on a busy machine reorders these lines itself.
     job = make_job(ALTERNATING, [make_server(prompt_sshd)], interpreter="/usr/bin/python3")
-    expected_raw = "".join(f"{line}\n" for _stream, line in EXPECTED).encode()
-    for _attempt in range(3):
+    # Like the SSH layer's test, a spare run for the rare run that sshd itself reorders.
+    exact = 0
+    for _attempt in range(RUNS + SPARE_RUNS):
         execution = run(job)
         assert execution.status == Status.SUCCEEDED
-        assert stored_lines(execution) == EXPECTED
-        assert raw_log(api, execution) == expected_raw
+        lines = stored_lines(execution)
+        # However the server sent them, the download is the stored order.
+        assert raw_log(api, execution) == "".join(f"{line}\n" for _, line in lines).encode()
+        exact += lines == EXPECTED
+        if exact == RUNS:
+            break
+    assert exact == RUNS
 
 
 def test_job_that_uses_a_terminal_stores_one_stream_in_written_order(
