@@ -364,8 +364,10 @@ def test_fifty_simultaneous_connections_survive_default_max_startups(sshd_defaul
     with ThreadPoolExecutor(50) as pool:
         results = list(pool.map(echo, range(50)))
     assert results == [(ssh.RunResult("exited", 0), b"hi\n")] * 50
-    # The per-host handshake limit alone kept sshd under MaxStartups: retries never needed.
-    assert "past MaxStartups" not in sshd_default.log_text()
+    # The per-host handshake limit keeps sshd under MaxStartups: without it most of the 50 are
+    # dropped at first. sshd learns that a login finished a moment after the client does, so on
+    # a busy machine one or two handshakes can still be dropped (and are retried).
+    assert sshd_default.log_text().count("past MaxStartups") <= 3
 
 
 class DroppingProxy:
