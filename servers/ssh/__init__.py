@@ -9,9 +9,10 @@ Stopping a remote command: OpenSSH ignores "signal" requests without a pty, and 
 channel does not kill a command that runs without one. What does hold (checked on OpenSSH
 9.2) is that sshd runs each no-pty command as `$SHELL -c COMMAND` in a new session, so the
 shell we exec is session and process-group leader and everything the script starts shares its
-group. `run` sends `exec /bin/sh -c '<wrapper>'`, writes exactly len(script) bytes to stdin and
-keeps stdin open. The wrapper copies those bytes into a private temp file, starts a watcher
-that blocks reading the rest of stdin, and runs `interpreter tmpfile` with stdin at /dev/null.
+group. `run` sends `exec /bin/sh -c '<wrapper>'`, writes the environment block (below) and then
+exactly len(script) bytes to stdin, and keeps stdin open. The wrapper copies the script into a
+private temp file, starts a watcher that blocks reading the rest of stdin, and runs
+`interpreter tmpfile` with stdin at /dev/null.
 When we cancel we send a stop line and EOF (`shutdown_write`); stdin also reaches EOF when the
 channel closes (even if our caller raised) or when the TCP connection dies (our process was
 killed): the watcher then sends TERM to its process group (`kill 0`), waits the grace period
@@ -19,9 +20,25 @@ and sends KILL. On a normal exit the wrapper kills the watcher first, so daemons
 started on purpose survive. Processes that leave the group (setsid, a new session) escape
 this, as they would a Ctrl-C.
 
-A run may ask for a pseudo-terminal (servers.ssh.terminal). The script and the heartbeats
-then pass through that terminal, in raw mode, and sshd never passes EOF on to it: the stop
-line is what stops the script, and closing the channel hangs the terminal up, which the
+Environment variables for the script (job parameters, secrets) travel on stdin as well, never in
+the command line (any user on the host can read it with ps), an SSH "env" request or a file. The
+block comes first: for each variable a line `NAME COUNT`, then the COUNT lines of its value
+split at its newlines (an empty value is one empty line; a trailing newline makes a last, empty
+line), and an empty line ends the block. The wrapper reads it with the shell's `read -r`, which
+takes a pipe one byte at a time: no helper process whose arguments would show a value or its
+length, and nothing read past the block. That matters because busybox's `head -c` (Alpine's
+head) reads a pipe in 4096-byte blocks whatever its count, so only heartbeats may follow the
+script. The wrapper checks each name again, and on a malformed block or one cut short by a hang-
+up it exits (125, or 129 when a terminal hangs up) without running anything. The values wait in
+its positional parameters, in memory and not exported, and are exported only in the subshell
+that execs the interpreter: the wrapper's own commands (sleep, rm) neither carry them in their
+environment nor obey them (a TMPDIR for the script does not move the temp file, made before the
+block is even read). Names the remote's /bin/sh manages itself (bash's `_`, RANDOM, SECONDS,
+read-only UID...) do not arrive as given; the caller refuses them.
+
+A run may ask for a pseudo-terminal (servers.ssh.terminal). The environment, the script and the
+heartbeats then pass through that terminal, in raw mode, and sshd never passes EOF on to it: the
+stop line is what stops the script, and closing the channel hangs the terminal up, which the
 watcher reads as EOF. As on any terminal, the script's group gets a HUP when it ends, so
 background processes started without nohup or setsid end with it.
 

@@ -10,7 +10,7 @@ import re
 import select
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -37,6 +37,9 @@ POLL_SECONDS = 0.1
 STOP_LINE = b"stop\n"
 INTERPRETER_PATTERN = r"/[A-Za-z0-9_./+-]+"
 INTERPRETER = re.compile(INTERPRETER_PATTERN)
+ENVIRONMENT_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+# Spelled out: under some locales bash's [A-Z] also matches lower-case letters.
+_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 @dataclass(frozen=True)
@@ -46,12 +49,40 @@ class RunResult:
     signal: str | None = None
 
 
+def environment_block(environment: Mapping[str, str]) -> bytes:
+    """The variables as the wrapper reads them from stdin, ahead of the script: per variable a
+    line `NAME COUNT`, then the COUNT lines of its value split at its newlines (so "" is one
+    empty line and "a\\n" two lines); an empty line ends the block.
+
+    Raises ValueError for a name the wrapper would refuse or a value it cannot carry; the
+    message never shows a value, which may be a secret."""
+    parts = []
+    for name, value in environment.items():
+        if not ENVIRONMENT_NAME.fullmatch(name):
+            raise ValueError(f"{name!r} is not an environment variable name ([A-Z_][A-Z0-9_]*)")
+        # The shell keeps its variables as C strings: a NUL would cut the value short.
+        if "\0" in value:
+            raise ValueError(f"the value of {name} contains a NUL character")
+        try:
+            lines = value.encode().split(b"\n")
+        except UnicodeEncodeError:
+            raise ValueError(f"the value of {name} is not encodable as UTF-8") from None
+        parts.append(f"{name} {len(lines)}\n".encode())
+        parts.extend(line + b"\n" for line in lines)
+    parts.append(b"\n")
+    return b"".join(parts)
+
+
 def wrapper_command(size: int, interpreter: str, grace: float, heartbeat: float) -> str:
-    """The remote command; see the package docstring for why it is shaped like this."""
+    """The remote command; see the package docstring for why it is shaped like this.
+
+    It reads an environment block (environment_block) and then `size` bytes of script from
+    stdin. Nothing about the variables is in it, not even how many there are."""
     if not INTERPRETER.fullmatch(interpreter):
         raise ValueError(f"interpreter must be an absolute path, got {interpreter!r}")
     grace_text, beat_text = _seconds(grace, 0.0), _seconds(heartbeat, MIN_HEARTBEAT_SECONDS)
     # One line, no single quote, no backslash: bash, zsh, fish and csh all pass it unchanged.
+    # No "!" either: csh expands history even inside single quotes, so no [!...] patterns.
     steps = [
         "umask 077",
         "f=$(mktemp) || exit 125",
@@ -60,9 +91,30 @@ def wrapper_command(size: int, interpreter: str, grace: float, heartbeat: float)
         # A terminal hangs up when the channel closes, e.g. on a cancel while the script
         # was still arriving: leave nothing behind.
         'trap "clean; exit 129" HUP',
+        # Input that is malformed, or cut short because we hung up while sending it.
+        "refuse() { clean; exit 125; }",
+        # The environment block comes first and is read by `read` itself, which takes a pipe
+        # byte by byte: no helper process whose arguments `ps` shows, not even a value's
+        # length; and nothing read past the block, unlike busybox's `head -c`.
+        "nl=$(echo; echo x); nl=${nl%x}",
+        # The values wait in the positional parameters, not exported: the wrapper's own
+        # commands (sleep, rm) must neither show them in their environment nor obey them.
+        "set --",
+        # Per variable `NAME COUNT`, then COUNT lines joined back with newlines, until an
+        # empty line. The name is checked one character at a time, as there is no [!...].
+        'while :; do IFS= read -r l || refuse; [ -n "$l" ] || break',
+        "n=${l% *}; k=${l##* }",
+        f"case $n in [{_UPPER}_]*) ;; *) refuse;; esac",
+        'r=${n#?}; while [ -n "$r" ]; do '
+        f"case $r in [{_UPPER}0123456789_]*) r=${{r#?}};; *) refuse;; esac; done",
+        '[ "$k" -gt 0 ] 2>/dev/null || refuse',
+        "IFS= read -r v || refuse",
+        "while [ $k -gt 1 ]; do IFS= read -r l || refuse; v=$v$nl$l; k=$((k - 1)); done",
+        'set -- "$@" "$n" "$v"',
+        "done",
         f'head -c {size} >"$f"',
         # Fewer bytes means we hung up while sending: never run a truncated script.
-        f'[ $(wc -c <"$f") -eq {size} ] || {{ clean; exit 125; }}',
+        f'[ $(wc -c <"$f") -eq {size} ] || refuse',
         "exec 3<&0",
         # Stops the script's process group. `kill -0 $$`: if the wrapper already finished,
         # the client just went away after a normal exit and the script's daemons must live.
@@ -86,7 +138,9 @@ def wrapper_command(size: int, interpreter: str, grace: float, heartbeat: float)
         # trap, which made `kill $w` fail often under load. PIPE because sh dies writing
         # "Terminated" to a stderr whose channel is gone.
         'trap "clean; exit 143" TERM HUP PIPE',
-        f'{interpreter} "$f" </dev/null 3<&-',
+        # Exported only in the process that becomes the interpreter.
+        '(while [ $# -gt 0 ]; do export "$1=$2" || exit 125; shift 2; done; '
+        f'exec {interpreter} "$f") </dev/null 3<&-',
         "rc=$?",
         "kill $w $t 2>/dev/null",
         "clean",
@@ -146,15 +200,15 @@ class Heartbeat:
 def supervise(
     channel: paramiko.Channel,
     order: ArrivalOrder,
-    script: memoryview,
+    stdin: memoryview,
     on_output: Callable[[Stream, bytes], None],
     stop: threading.Event,
     timeout: float | None,
     kill_grace: float,
     beats: Heartbeat,
 ) -> Outcome:
-    """Feed the script, start the heartbeat, pump output, and stop the remote on cancel or
-    timeout. The caller stops `beats` when the run is over."""
+    """Feed `stdin` (the environment block and the script), start the heartbeat, pump output,
+    and stop the remote on cancel or timeout. The caller stops `beats` when the run is over."""
     deadline = None if timeout is None else time.monotonic() + timeout
     outcome: Outcome = "exited"
     sent = 0
@@ -182,23 +236,23 @@ def supervise(
                 outcome = "timed_out"
             if outcome != "exited":
                 beats.stop()
-                if sent < len(script):
-                    # The wrapper never runs a partial script: closing the channel ends it.
+                if sent < len(stdin):
+                    # The wrapper never runs on partial input: closing the channel ends it.
                     return outcome
                 _ask_to_stop(channel)
                 give_up_at = now + kill_grace + KILL_MARGIN_SECONDS
         elif now >= give_up_at:
             return outcome
-        if give_up_at is None and sent < len(script):
+        if give_up_at is None and sent < len(stdin):
             try:
-                sent += channel.send(bytes(script[sent : sent + SEND_SIZE]))
+                sent += channel.send(bytes(stdin[sent : sent + SEND_SIZE]))
             except TimeoutError:
                 pass
             except OSError:
-                sent = len(script)  # the channel is gone; the checks above will notice
+                sent = len(stdin)  # the channel is gone; the checks above will notice
             continue
         if give_up_at is None:
-            beats.start()  # only now: a heartbeat inside the script would corrupt it
+            beats.start()  # only now: a heartbeat inside the input would corrupt it
         if busy:
             continue
         if channel.eof_received or channel.closed:

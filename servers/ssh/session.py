@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import paramiko
@@ -16,6 +16,7 @@ from servers.ssh.remote import (
     RunResult,
     Stream,
     capture_exit_signals,
+    environment_block,
     outlives_silence,
     supervise,
     wrapper_command,
@@ -90,6 +91,7 @@ class Session:
         kill_grace: float = 2.0,
         heartbeat: float = 5.0,
         terminal: bool = False,
+        environment: Mapping[str, str] | None = None,
     ) -> RunResult:
         """Run `script` with `interpreter`, passing output to `on_output` as it arrives.
 
@@ -102,8 +104,15 @@ class Session:
 
         With `terminal`, the script runs under a pseudo-terminal (see servers.ssh.terminal):
         one merged stream, all of it "stdout", in the exact order it was written.
+
+        `environment` reaches the script, and only the script, as exported variables. They
+        travel on stdin ahead of the script, never in the command line, an SSH "env" request
+        or a remote file. Raises ValueError for a name that is not [A-Z_][A-Z0-9_]* or a
+        value with a NUL. Names the remote's /bin/sh manages itself (bash's RANDOM, SECONDS,
+        `_`, the read-only UID...) do not arrive as given: callers keep them out.
         """
         command = wrapper_command(len(script), interpreter, kill_grace, heartbeat)
+        stdin = environment_block(environment or {}) + script
         if stop.is_set():
             return RunResult("cancelled", None)
         self._outwait(outlives_silence(heartbeat, kill_grace))
@@ -111,7 +120,7 @@ class Session:
         beats = Heartbeat(channel, heartbeat)
         try:
             outcome = supervise(
-                channel, order, memoryview(script), on_output, stop, timeout, kill_grace, beats
+                channel, order, memoryview(stdin), on_output, stop, timeout, kill_grace, beats
             )
             signal = self._signals.get(channel.get_id())
             reported = channel.exit_status >= 0 or signal is not None

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from servers import ssh
-from servers.ssh.remote import MISSED_HEARTBEATS, wrapper_command
+from servers.ssh.remote import MISSED_HEARTBEATS, environment_block, wrapper_command
 
 if TYPE_CHECKING:
     from servers.tests.sshd import LocalSshd
@@ -579,7 +579,8 @@ def test_remote_command_has_no_quote_backslash_or_newline() -> None:
 def test_remote_command_works_under_any_login_shell(shell: str) -> None:
     if not Path(shell).exists():
         pytest.skip(f"{shell} is not installed")
-    script = b"echo ok; exit 3"
+    script = b'printf "%s|" ok "$GREETING"; exit 3'
+    greeting = 'it\'s "$HOME" `id` \\!\n'
     # What sshd does with a command: `$SHELL -c COMMAND` in a new session (so that the
     # watcher's `kill 0` could never reach pytest), stdin kept open until the end.
     remote = subprocess.Popen(
@@ -591,24 +592,29 @@ def test_remote_command_works_under_any_login_shell(shell: str) -> None:
     assert remote.stdin is not None
     assert remote.stdout is not None
     try:
-        remote.stdin.write(script)
+        remote.stdin.write(environment_block({"GREETING": greeting}) + script)
         remote.stdin.flush()
-        assert remote.stdout.read() == b"ok\n"
+        assert remote.stdout.read() == f"ok|{greeting}|".encode()
         assert remote.wait(10) == 3
     finally:
         remote.stdin.close()
 
 
-def start_wrapper(shell: list[str], script: bytes, heartbeat: float) -> subprocess.Popen[bytes]:
+def start_wrapper(
+    shell: list[str],
+    script: bytes,
+    heartbeat: float,
+    environment: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
     """The wrapper's body run by `shell` as if it were /bin/sh, the way sshd runs a command
-    (a new session, stdin open until we close it), with the script already sent."""
+    (a new session, stdin open until we close it), with the environment and script sent."""
     command = wrapper_command(len(script), "/bin/bash", 0.5, heartbeat)
     body = command.removeprefix("exec /bin/sh -c '").removesuffix("'")
     remote = subprocess.Popen(
         [*shell, "-c", body], stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True
     )
     assert remote.stdin is not None
-    remote.stdin.write(script)
+    remote.stdin.write(environment_block(environment or {}) + script)
     remote.stdin.flush()
     return remote
 
@@ -621,7 +627,8 @@ SYSTEM_SHELLS = {"dash": ["/bin/dash"], "bash": ["/bin/bash"], "busybox": ["/bin
 def test_remote_stops_the_script_once_the_client_falls_silent(shell: list[str], token: str) -> None:
     if not Path(shell[0]).exists():
         pytest.skip(f"{shell[0]} is not installed")
-    remote = start_wrapper(shell, f'echo "$0"; exec -a {token} sleep 60'.encode(), 0.2)
+    script = b'echo "$0"; exec -a "$TAG" sleep 60'
+    remote = start_wrapper(shell, script, 0.2, {"TAG": token})
     assert remote.stdin is not None
     assert remote.stdout is not None
     try:
