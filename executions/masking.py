@@ -1,0 +1,413 @@
+"""Masking of secret values in job output, as it streams.
+
+A run gets its secrets (secret parameters, team secret variables) as environment variables,
+and a script can print them, on purpose or not: raw, but also base64-encoded, URL-encoded,
+JSON-escaped, or quoted by the shell (`printf %q`, `set -x`). Every such *form* of a secret
+is replaced by `***` before output is stored, streamed, searched or returned.
+
+Forms, per secret (see `secret_forms`): the value and, for a multi-line value, each of its
+lines; for each of these its base64 (standard and urlsafe, padded or not, and wrapped at 76
+columns as coreutils' `base64` prints it), URL encodings, the inside of its JSON string, and
+what bash 5.2 prints for it (`printf %q`, `set -x`, under a UTF-8 and the C locale) and
+`shlex.quote`, also without the outer quotes, as the secret may be only part of a quoted
+word. A form with a newline is also masked with CRLF line ends, as a terminal prints it.
+
+Forms shorter than 4 bytes are never masked, secrets shorter than 4 bytes are ignored, and
+so are blank lines: masking every "a", "yes" or indentation would destroy the log.
+
+Output arrives in arbitrary pieces, so a secret may be split across them. A stream holds
+back only a tail that is still the beginning of some form (never more than the longest form
+minus one byte) and emits everything else at once, so output stays live. Matches are
+leftmost-longest, as a regex alternation of the forms sorted longest first finds them.
+
+Speed: such a regex runs at ~25 MB/s, too slow for the output pipeline. Instead each form is
+placed on an *anchor*, a substring it shares with as many other forms as possible (the
+forms of one value share long runs), and anchors are looked up with `bytes.find`, which
+scans gigabytes per second; forms are compared only where their anchor occurs. Forms of 23
+bytes or more are first ruled out all at once by sampling (see `_WORD`), so their number
+hardly matters; shorter forms cost one find per anchor. With ten secrets, 64 KiB pieces are
+masked at 200-300 MB/s on one core; pieces of one 80-byte line at ~30 MB/s (call overhead).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shlex
+import sys
+import unicodedata
+from collections.abc import Iterable, Iterator
+from urllib.parse import quote, quote_plus
+
+MASK = b"***"
+MIN_FORM_LENGTH = 4
+
+# Anchor lengths tried: bytes.find skips about its needle's length per step.
+_ANCHOR_LENGTHS = (64, 48, 32, 24, 20, 16, 13, 10, 8)
+_ANCHOR_OFFSETS = 32
+# Sampling: the 8-byte word at every 16th position of a buffer is looked up in the set of
+# words of the long forms. Wherever a form of 16 + 8 - 1 bytes or more lies, one of these
+# positions falls on one of any 16 consecutive words of it, so a single pass (~140 us per
+# 64 KiB, the cost of ~15 finds) rules out every long form when no word is in the set.
+_WORD = 8
+_STRIDE = 16
+_SAMPLED_LENGTH = _STRIDE + _WORD - 1
+_SAMPLING_COST = 140  # us per 64 KiB, as _find_cost
+# Forms up to this length have their prefixes indexed to find the held-back tail quickly.
+_INDEXED_LENGTH = 1024
+
+# bash 5.2's tables (lib/sh/shquote.c), checked against /bin/bash in the tests.
+_BACKSLASH_QUOTED = frozenset(" !\"$&'()*,;<>?[\\]^`{|}")
+_SHELL_METAS = frozenset(" \t\n!\"$&'()*;<>?[\\]^`{|}")
+_ANSIC_ESCAPES = {
+    "\x1b": "\\E",
+    "\a": "\\a",
+    "\v": "\\v",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\\": "\\\\",
+    "'": "\\'",
+}
+# What glibc's iswprint() rejects in a UTF-8 locale (identical for every code point with
+# glibc 2.36 and Python 3.11's Unicode 14 tables).
+_UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cn", "Cs", "Zl", "Zp"})
+
+
+def _encode(text: str) -> bytes:
+    # surrogatepass never raises and keeps the encoding self-synchronising, so a match never
+    # starts or ends inside a character and mask_text can always decode what it masked.
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _printable(char: str, utf8_locale: bool) -> bool:
+    if char < "\x80":
+        return " " <= char < "\x7f"
+    return utf8_locale and unicodedata.category(char) not in _UNPRINTABLE_CATEGORIES
+
+
+def _ansic_body(value: str, utf8_locale: bool) -> str:
+    parts: list[str] = []
+    for char in value:
+        if char in _ANSIC_ESCAPES:
+            parts.append(_ANSIC_ESCAPES[char])
+        elif _printable(char, utf8_locale):
+            parts.append(char)
+        else:
+            parts.extend(f"\\{byte:03o}" for byte in _encode(char))
+    return "".join(parts)
+
+
+def _tilde_expands(value: str, index: int) -> bool:
+    return value[index] == "~" and (index == 0 or value[index - 1] in "=:")
+
+
+def bash_printf_quote(value: str, utf8_locale: bool = True) -> str:
+    """What bash 5.2's `printf %q` prints for `value` (in a UTF-8 or in the C locale)."""
+    if not value:
+        return "''"
+    if not all(_printable(char, utf8_locale) for char in value):
+        return f"$'{_ansic_body(value, utf8_locale)}'"
+    parts: list[str] = []
+    for index, char in enumerate(value):
+        if (
+            char in _BACKSLASH_QUOTED
+            or (char == "#" and index == 0)
+            or _tilde_expands(value, index)
+        ):
+            parts.append("\\")
+        parts.append(char)
+    return "".join(parts)
+
+
+def bash_xtrace_quote(value: str, utf8_locale: bool = True) -> str:
+    """How bash 5.2's `set -x` prints a word (or an assignment's value) equal to `value`."""
+    if not value:
+        return "''"
+    if (
+        any(char in _SHELL_METAS for char in value)
+        or value[0] == "#"
+        or any(_tilde_expands(value, index) for index in range(len(value)))
+    ):
+        if value == "'":
+            return "\\'"
+        return "'" + value.replace("'", "'\\''") + "'"
+    if not all(_printable(char, utf8_locale) for char in value):
+        return f"$'{_ansic_body(value, utf8_locale)}'"
+    return value
+
+
+def _shell_forms(value: str) -> Iterator[str]:
+    yield shlex.quote(value)
+    yield value.replace("'", "'\"'\"'")
+    # Inside a longer word (`--password=$V`, `"Bearer $V"`) bash quotes the whole word, so
+    # the value shows up with the inner quoting only.
+    yield value.replace("'", "'\\''")
+    for utf8_locale in (True, False):
+        yield _ansic_body(value, utf8_locale)
+        yield bash_xtrace_quote(value, utf8_locale)
+        printf = bash_printf_quote(value, utf8_locale)
+        yield printf
+        # A leading ~ or # is only escaped at the start of the word.
+        if printf.startswith(("\\~", "\\#")):
+            yield printf[1:]
+
+
+def _base64_forms(raw: bytes) -> Iterator[bytes]:
+    standard = base64.b64encode(raw)
+    urlsafe = base64.urlsafe_b64encode(raw)
+    yield from (standard, standard.rstrip(b"="), urlsafe, urlsafe.rstrip(b"="))
+    yield b"\n".join(standard[i : i + 76] for i in range(0, len(standard), 76))
+
+
+def _value_forms(value: str) -> set[bytes]:
+    raw = _encode(value)
+    forms = {raw, *_base64_forms(raw)}
+    forms.update(
+        text.encode("ascii") for text in (quote(raw, safe=""), quote_plus(raw, safe=""), quote(raw))
+    )
+    forms.add(_encode(json.dumps(value)[1:-1]))
+    forms.add(_encode(json.dumps(value, ensure_ascii=False)[1:-1]))
+    forms.update(_encode(text) for text in _shell_forms(value))
+    # A terminal (a pty with onlcr) prints every \n as \r\n.
+    forms.update([form.replace(b"\n", b"\r\n") for form in forms if b"\n" in form])
+    return {form for form in forms if len(form) >= MIN_FORM_LENGTH}
+
+
+def _secret_values(secret: str) -> list[str]:
+    """The values whose forms are masked: each long enough, non-blank line of a multi-line
+    secret, then the secret itself (last, so that its forms can reuse the lines' anchors)."""
+    if len(_encode(secret)) < MIN_FORM_LENGTH:
+        return []
+    values: list[str] = []
+    if "\n" in secret:
+        lines = (line.removesuffix("\r") for line in secret.split("\n"))
+        values = [line for line in lines if line.strip() and len(_encode(line)) >= MIN_FORM_LENGTH]
+    return [*values, secret]
+
+
+def secret_forms(secret: str) -> frozenset[bytes]:
+    """Every byte string that reveals `secret` and is masked in output."""
+    return frozenset().union(*map(_value_forms, _secret_values(secret)))
+
+
+def _find_cost(length: int) -> float:
+    # Measured: one bytes.find over 64 KiB of log text takes about 2.5 + 200/length us.
+    return 2.5 + 200 / length
+
+
+def _candidate_anchors(form: bytes) -> Iterator[bytes]:
+    # Offsets are capped to keep long forms cheap to compile; the forms of one value encode
+    # it from its start, so they share runs near their beginnings too.
+    for length in sorted({min(length, len(form)) for length in _ANCHOR_LENGTHS}, reverse=True):
+        for offset in range(min(len(form) - length, _ANCHOR_OFFSETS) + 1):
+            yield form[offset : offset + length]
+
+
+def _place_on_anchors(
+    forms: Iterable[bytes], anchors: dict[bytes, list[tuple[int, bytes]]]
+) -> None:
+    """Adds `forms` to `anchors` (anchor -> (offset of the anchor in a form, form)).
+
+    Every occurrence of a form contains its anchor at that offset, so finding all
+    occurrences of the anchors finds all occurrences of the forms. Greedy: an existing
+    anchor if one fits, else the candidate that covers the most forms per unit of scan cost.
+    """
+    remaining: list[bytes] = []
+    for form in sorted(forms, key=lambda form: (len(form), form)):
+        anchor = next((anchor for anchor in anchors if anchor in form), None)
+        if anchor is None:
+            remaining.append(form)
+        else:
+            anchors[anchor].append((form.index(anchor), form))
+    while remaining:
+        anchor = max(
+            _candidate_anchors(remaining[0]),
+            key=lambda candidate: (
+                sum(candidate in form for form in remaining) / _find_cost(len(candidate))
+            ),
+        )
+        placed = anchors.setdefault(anchor, [])
+        left: list[bytes] = []
+        for form in remaining:
+            if anchor in form:
+                placed.append((form.index(anchor), form))
+            else:
+                left.append(form)
+        remaining = left
+
+
+def _sampled_words(form: bytes) -> Iterator[int]:
+    """16 consecutive words of `form`, one of which every occurrence has at a sampled
+    position; from its middle, as ends are more often common text like "-----BEGIN"."""
+    start = (len(form) - _SAMPLED_LENGTH) // 2
+    for offset in range(start, start + _STRIDE):
+        yield int.from_bytes(form[offset : offset + _WORD], sys.byteorder)
+
+
+def _words_at_stride(buffer: bytes) -> memoryview:
+    """The sampled words of `buffer`, as integers in the machine's byte order."""
+    whole = len(buffer) - len(buffer) % _WORD
+    return memoryview(buffer)[:whole].cast("Q")[:: _STRIDE // _WORD]
+
+
+def _prefixes_by_ending(forms: Iterable[bytes]) -> dict[bytes, tuple[tuple[int, bytes], ...]]:
+    """The proper prefixes of `forms` (as length, form) by their last two bytes, longest
+    first: finding the held-back tail then looks up only the buffer's last two bytes. This
+    takes ~70 bytes per byte of form, which is why long forms are searched for instead."""
+    found: dict[bytes, list[tuple[int, bytes]]] = {}
+    for form in forms:
+        for length in range(2, len(form)):
+            found.setdefault(form[length - 2 : length], []).append((length, form))
+    return {ending: tuple(sorted(prefixes, reverse=True)) for ending, prefixes in found.items()}
+
+
+class SecretMasker:
+    """Compiled once per execution from its secret values; cheap to share between threads
+    (immutable). `forms` is every byte string it masks, `longest` the length of the longest.
+    """
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        groups: list[set[bytes]] = []
+        known: set[bytes] = set()
+        for secret in dict.fromkeys(secrets):
+            for value in _secret_values(secret):
+                groups.append(_value_forms(value) - known)
+                known |= groups[-1]
+        self.forms = frozenset(known)
+        self.longest = max(map(len, known), default=0)
+
+        # Short forms first, so that long ones reuse their anchors where they can.
+        placements: dict[bytes, list[tuple[int, bytes]]] = {}
+        for group in groups:
+            _place_on_anchors({f for f in group if len(f) < _SAMPLED_LENGTH}, placements)
+        unsampled = len(placements)
+        for group in groups:
+            _place_on_anchors({f for f in group if len(f) >= _SAMPLED_LENGTH}, placements)
+        self._anchors = tuple((anchor, tuple(placed)) for anchor, placed in placements.items())
+        # Sampling only pays off when it replaces enough finds.
+        sampled_away = sum(_find_cost(len(anchor)) for anchor, _ in self._anchors[unsampled:])
+        if sampled_away > _SAMPLING_COST:
+            self._unsampled_anchors = self._anchors[:unsampled]
+            self._sampled = frozenset(
+                word
+                for form in known
+                if len(form) >= _SAMPLED_LENGTH
+                for word in _sampled_words(form)
+            )
+        else:
+            self._unsampled_anchors = self._anchors
+            self._sampled = frozenset()
+
+        self._first_bytes = frozenset(form[0] for form in known)
+        self._tails = _prefixes_by_ending(form for form in known if len(form) <= _INDEXED_LENGTH)
+        self._long_forms = tuple(form for form in known if len(form) > _INDEXED_LENGTH)
+
+    def __bool__(self) -> bool:
+        return bool(self._anchors)
+
+    def stream(self) -> MaskedStream:
+        """A stream to mask one host's stdout or stderr, fed in pieces."""
+        return MaskedStream(self)
+
+    def mask(self, data: bytes) -> bytes:
+        """Masks a complete value (an error message, a stored log), holding nothing back."""
+        masked, _ = self._mask(data, final=True)
+        return masked
+
+    def mask_text(self, text: str) -> str:
+        """`mask` for text; any str, lone surrogates included, comes back intact but masked."""
+        return self.mask(_encode(text)).decode("utf-8", "surrogatepass")
+
+    def _matches(self, buffer: bytes) -> list[tuple[int, int]]:
+        """All occurrences (start, end) of all forms, sorted by start, longest first."""
+        if self._sampled and self._sampled.isdisjoint(_words_at_stride(buffer)):
+            anchors = self._unsampled_anchors
+        else:
+            anchors = self._anchors
+        found: list[tuple[int, int]] = []
+        for anchor, placed in anchors:
+            at = buffer.find(anchor)
+            while at >= 0:
+                for offset, form in placed:
+                    start = at - offset
+                    if start >= 0 and buffer.startswith(form, start):
+                        found.append((start, start + len(form)))
+                at = buffer.find(anchor, at + 1)
+        found.sort(key=lambda match: (match[0], -match[1]))
+        return found
+
+    def _held_from(self, buffer: bytes, start: int) -> int:
+        """The earliest position at or after `start` from which the rest of `buffer` is a
+        proper prefix of a form (so a later piece may complete it), else len(buffer)."""
+        size = len(buffer)
+        if size - start < 2:
+            return size - 1 if start < size and buffer[-1] in self._first_bytes else size
+        held = size
+        for length, form in self._tails.get(buffer[-2:], ()):
+            if length <= size - start and form.startswith(buffer[size - length :]):
+                held = size - length
+                break
+        for form in self._long_forms:
+            # Only a start before `held` (and two bytes before the end) would change it.
+            low, end = max(start, size - len(form) + 1), min(held, size - 1) + 1
+            at = buffer.find(form[:2], low, end)
+            while at >= 0 and not form.startswith(buffer[at:]):
+                at = buffer.find(form[:2], at + 1, end)
+            if at >= 0:
+                held = at
+        if held == size and buffer[-1] in self._first_bytes:
+            return size - 1
+        return held
+
+    def _mask(self, buffer: bytes, final: bool) -> tuple[bytes, int]:
+        """Masks `buffer` up to the held-back tail; returns the output and where the tail
+        starts (len(buffer) when `final`, as nothing more can complete a form)."""
+        size = len(buffer)
+        parts: list[bytes] = []
+        cursor = 0
+        held = size if final else self._held_from(buffer, 0)
+        for start, end in self._matches(buffer):
+            if start < cursor:
+                continue
+            if held < cursor:
+                held = self._held_from(buffer, cursor)
+            # A match starting in the tail could still grow into a longer one.
+            if start >= held:
+                break
+            parts += (buffer[cursor:start], MASK)
+            cursor = end
+        if held < cursor:
+            held = self._held_from(buffer, cursor)
+        if cursor == 0 and held == size:
+            return buffer, size
+        parts.append(buffer[cursor:held])
+        return b"".join(parts), held
+
+
+class MaskedStream:
+    """Masks one stream (one host's stdout or stderr) fed in arbitrary pieces."""
+
+    def __init__(self, masker: SecretMasker) -> None:
+        self._masker = masker
+        self._pending = b""
+
+    def feed(self, data: bytes) -> bytes:
+        """Returns the masked bytes that are safe to emit now."""
+        buffer = self._pending + data if self._pending else data
+        masked, held = self._masker._mask(buffer, final=False)
+        self._pending = buffer[held:]
+        return masked
+
+    def finish(self) -> bytes:
+        """The stream ended: returns whatever was held back, masked."""
+        masked, _ = self._masker._mask(self._pending, final=True)
+        self._pending = b""
+        return masked
+
+    @property
+    def held_back(self) -> int:
+        """How many bytes wait for the next piece (always less than the longest form)."""
+        return len(self._pending)
