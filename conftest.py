@@ -20,7 +20,7 @@ from accounts.models import ApiToken, Membership, Role, Team
 from accounts.roles import role_group
 from accounts.tests.leaks import SecretWatch
 from executions import services
-from jobs.models import Job
+from jobs.models import Job, SecretVariable
 from servers.models import Server
 from tsubame.crypto import SecretTextField
 
@@ -74,6 +74,9 @@ def secret_watch(monkeypatch: pytest.MonkeyPatch) -> Iterator[SecretWatch]:
     def token_saved(instance: ApiToken, **kwargs: Any) -> None:
         watch.remember(instance.token_hash, "an API token's hash")
 
+    def secret_variable_saved(instance: SecretVariable, **kwargs: Any) -> None:
+        watch.remember(instance.value, "a secret variable's value")
+
     encrypt = SecretTextField.get_prep_value
 
     def encrypt_and_remember(field: SecretTextField, value: Any) -> Any:
@@ -103,9 +106,11 @@ def secret_watch(monkeypatch: pytest.MonkeyPatch) -> Iterator[SecretWatch]:
     monkeypatch.setattr(Client, "request", request_and_check)
     post_save.connect(server_saved, sender=Server, weak=False)
     post_save.connect(token_saved, sender=ApiToken, weak=False)
+    post_save.connect(secret_variable_saved, sender=SecretVariable, weak=False)
     yield watch
     post_save.disconnect(server_saved, sender=Server)
     post_save.disconnect(token_saved, sender=ApiToken)
+    post_save.disconnect(secret_variable_saved, sender=SecretVariable)
 
 
 @pytest.fixture

@@ -30,6 +30,12 @@ def teams_with(user: Any, perm: str) -> list[int]:
     return [team for team, perms in team_permissions(user).items() if perm in perms]
 
 
+def holds_somewhere(user: Any, perm: str) -> bool:
+    """Whether some team of the user's grants `perm` (for links to a page of such objects),
+    from the roles already read for the request: no query of Django's global permissions."""
+    return bool(user.is_active and user.is_superuser) or bool(teams_with(user, perm))
+
+
 def restrict(queryset: QuerySet[M], user: Any, perm: str) -> QuerySet[M]:
     """The part of `queryset` in teams where `user` holds `perm` (all of it for superusers).
 

@@ -28,6 +28,10 @@ MANAGER = [
     "jobs.add_job",
     "jobs.change_job",
     "jobs.delete_job",
+    "jobs.view_secretvariable",
+    "jobs.add_secretvariable",
+    "jobs.change_secretvariable",
+    "jobs.delete_secretvariable",
     "accounts.manage_members",
     "accounts.view_team_audit",
 ]

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from accounts.models import Source
 from executions import logs, services
@@ -80,6 +80,10 @@ class ExecutionAdmin(ReadOnlyAdmin):
         "timeout_seconds",
         "max_parallel",
         "use_terminal",
+        "parameter_values",
+        "target_tags",
+        "secret_variables",
+        "rerun_of",
         "script",
         "log",
     ]
@@ -109,6 +113,10 @@ class ExecutionAdmin(ReadOnlyAdmin):
                     "timeout_seconds",
                     "max_parallel",
                     "use_terminal",
+                    "parameter_values",
+                    "target_tags",
+                    "secret_variables",
+                    "rerun_of",
                     "script",
                 ]
             },
@@ -119,6 +127,17 @@ class ExecutionAdmin(ReadOnlyAdmin):
     @admin.display(description="Duration (s)")
     def duration_display(self, execution: Execution) -> str:
         return f"{execution.duration:.2f}" if execution.duration is not None else "—"
+
+    @admin.display(description="Parameters")
+    def parameter_values(self, execution: Execution) -> str:
+        return (
+            format_html_join(
+                "\n",
+                "<div><code>{}</code> = {}</div>",
+                ((n, v) for n, _, v in execution.shown_parameters()),
+            )
+            or "—"
+        )
 
     @admin.display(description="Log")
     def log(self, execution: Execution) -> str:

@@ -6,6 +6,8 @@ from django.utils import timezone
 
 from accounts.models import Source
 from accounts.ownership import TeamOwned
+from jobs.parameters import environment_value
+from tsubame.crypto import SecretTextField
 
 
 class Status(models.TextChoices):
@@ -51,6 +53,21 @@ class Execution(TeamOwned, models.Model):
     timeout_seconds = models.PositiveIntegerField(null=True, blank=True)
     max_parallel = models.PositiveIntegerField()
     use_terminal = models.BooleanField(default=False)
+    # The parameters as the job defined them when the run started, and the values it ran
+    # with; a secret parameter's value is None here and lives in `secret_parameters`.
+    parameter_definitions = models.JSONField(default=list, blank=True)
+    parameters = models.JSONField(default=dict, blank=True)
+    # Encrypted JSON of the secret parameters' values, kept only while a run may still need
+    # them (erased when the execution finishes).
+    secret_parameters = SecretTextField(blank=True, null=True)
+    # Names of the team's secret variables the script receives (their values are read when
+    # the worker starts the run, and never stored here).
+    secret_variables = models.JSONField(default=list, blank=True)
+    # The tags the run was asked to target, resolved into host runs when it started.
+    target_tags = models.JSONField(default=list, blank=True)
+    rerun_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns"
+    )
 
     trigger = models.CharField(max_length=20, choices=Trigger.choices)
     triggered_by = models.ForeignKey(
@@ -102,6 +119,24 @@ class Execution(TeamOwned, models.Model):
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
+
+    def shown_parameters(self) -> list[tuple[str, str, str]]:
+        """(name, label, value as text) of each parameter the run was given, for pages; a
+        secret's value is never kept here and shows as "(secret)"."""
+        shown = []
+        for definition in self.parameter_definitions:
+            name = definition["name"]
+            if name not in self.parameters:
+                continue
+            value = self.parameters[name]
+            if definition["type"] == "secret":
+                text = "(secret)"
+            elif isinstance(value, list):
+                text = ", ".join(value)
+            else:
+                text = environment_value(value)
+            shown.append((name, definition["label"] or name, text))
+        return shown
 
 
 class HostRun(TeamOwned, models.Model):

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 
 from executions import services
+from executions.inputs import InputError, RunInputs, run_inputs
 from executions.models import Execution, HostRun, Status
 from executions.output import OutputWriter
 from servers import ssh
@@ -41,6 +42,15 @@ def run_execution(execution_id: int) -> None:
         logger.info("execution %s was already claimed; nothing to do", execution_id)
         return
     host_runs = list(execution.host_runs.all())
+    try:
+        inputs = run_inputs(execution)
+    except InputError as exc:
+        services.finish_host_runs(
+            [services.HostEnd(h, Status.FAILED, error=str(exc)) for h in host_runs]
+        )
+        services.finish_execution(execution.pk)
+        return
+    masker = inputs.masker()
     # Enforced here too: a job saved before the limit existed, or above a limit lowered
     # since, runs with the limit of today.
     parallel = min(execution.max_parallel, settings.EXECUTION_MAX_PARALLEL, len(host_runs))
@@ -52,14 +62,15 @@ def run_execution(execution_id: int) -> None:
     watchdog.start()
     try:
         with (
-            OutputWriter(execution.pk) as writer,
+            OutputWriter(execution.pk, masker=masker) as writer,
             ThreadPoolExecutor(
                 max_workers=max(1, parallel),
                 thread_name_prefix=f"exec-{execution.pk}",
             ) as pool,
         ):
             # list() waits for every host; _run_host records its own errors.
-            list(pool.map(partial(_run_host, execution, writer=writer, stop=stop), host_runs))
+            run_host = partial(_run_host, execution, inputs, writer=writer, stop=stop)
+            list(pool.map(run_host, host_runs))
     finally:
         done.set()
         watchdog.join()
@@ -71,13 +82,19 @@ def run_execution(execution_id: int) -> None:
 
 
 def _run_host(
-    execution: Execution, host_run: HostRun, *, writer: OutputWriter, stop: threading.Event
+    execution: Execution,
+    inputs: RunInputs,
+    host_run: HostRun,
+    *,
+    writer: OutputWriter,
+    stop: threading.Event,
 ) -> None:
     """One host, start to finish. Its database work runs on the writer's connection."""
 
     def finish(status: Status, *, exit_code: int | None = None, error: str = "") -> None:
         # After the host's output is committed, together with the other hosts ending now.
-        end = services.HostEnd(host_run, status, exit_code, error)
+        # An error message can quote what the script did: masked like its output.
+        end = services.HostEnd(host_run, status, exit_code, writer.mask_text(error))
         writer.call_together(services.finish_host_runs, end, after_output_of=host_run.pk)
 
     try:
@@ -98,6 +115,7 @@ def _run_host(
                     kill_grace=settings.EXECUTION_KILL_GRACE_SECONDS,
                     heartbeat=settings.SSH_HEARTBEAT_SECONDS,
                     terminal=execution.use_terminal,
+                    environment=inputs.for_host(host_run.server_name),
                 )
         except ssh.SSHError as exc:
             status = Status.CANCELLED if stop.is_set() else Status.FAILED

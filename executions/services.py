@@ -8,11 +8,13 @@ an execution twice.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -26,8 +28,9 @@ from accounts import audit
 from accounts.models import Source
 from executions import live
 from executions.models import ACTIVE_STATUSES, Execution, HostRun, Status, Trigger
+from jobs import parameters as job_parameters
 from jobs.models import Job
-from servers.models import Server
+from servers.models import Server, Tag
 
 logger = logging.getLogger(__name__)
 
@@ -36,23 +39,56 @@ class ExecutionError(Exception):
     """A run that cannot be started or changed; the message is meant for the user."""
 
 
+class InvalidParameters(ExecutionError):
+    """Values a run cannot start with; `errors` has a message list per parameter name."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__("; ".join(f"{name}: {' '.join(m)}" for name, m in errors.items()))
+        self.errors = errors
+
+
 def start_execution(
     job: Job,
     *,
     trigger: Trigger,
     triggered_by: object | None = None,
     servers: Iterable[Server] | None = None,
+    tags: Iterable[str] | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    rerun_of: Execution | None = None,
 ) -> Execution:
-    """Snapshot the job and its targets into a queued execution and hand it to a worker."""
+    """Snapshot the job, its targets and its parameter values into a queued execution and
+    hand it to a worker.
+
+    Targets: the servers and every server of the job's team with one of the tags, resolved
+    now; with neither given, the job's own default servers and tags. Parameter values are
+    checked by `jobs.parameters.clean_values` (InvalidParameters names the bad ones) and
+    nothing starts unless all of them are valid.
+    """
     if not job.enabled:
         raise ExecutionError(f"job {job.name!r} is disabled")
-    targets = list(job.servers.all() if servers is None else servers)
+    try:
+        values = job_parameters.clean_values(job.parameters, parameters)
+    except job_parameters.ParameterErrors as exc:
+        raise InvalidParameters(exc.by_name) from exc
+    if servers is None and tags is None:
+        servers, tags = job.servers.all(), job.target_tags.values_list("name", flat=True)
+    tag_names = sorted(set(tags or ()))
+    tagged = job.servers_tagged(list(Tag.objects.filter(name__in=tag_names)))
+    targets = {*(servers or ()), *tagged}
     if not targets:
+        if tag_names:
+            raise ExecutionError(
+                f"no server of team {job.team} is tagged {' or '.join(tag_names)}, and no "
+                "other server was chosen"
+            )
         raise ExecutionError(f"job {job.name!r} has no target servers")
     try:
-        job.clean_targets(targets)
+        job.clean_targets(list(targets))
     except ValidationError as exc:
         raise ExecutionError(exc.messages[0]) from exc
+    secret_names = set(job_parameters.secret_names(job.parameters))
+    secrets = {name: value for name, value in values.items() if name in secret_names}
 
     with transaction.atomic():
         execution = Execution.objects.create(
@@ -64,6 +100,12 @@ def start_execution(
             timeout_seconds=job.timeout_seconds,
             max_parallel=job.max_parallel,
             use_terminal=job.use_terminal,
+            parameter_definitions=job.parameters,
+            parameters={name: None if name in secrets else v for name, v in values.items()},
+            secret_parameters=json.dumps(secrets) if secrets else None,
+            secret_variables=sorted(job.secret_variables.values_list("name", flat=True)),
+            target_tags=tag_names,
+            rerun_of=rerun_of,
             trigger=trigger,
             triggered_by=triggered_by if getattr(triggered_by, "pk", None) else None,
         )
@@ -74,17 +116,61 @@ def start_execution(
                 server_name=server.name,
                 address=server.address,
             )
-            for server in sorted(set(targets), key=lambda s: s.name)
+            for server in sorted(targets, key=lambda s: s.name)
         )
-        audit.record(
-            "run",
-            execution,
-            actor=triggered_by,
-            source=trigger,
-            details={"job": job.pk, "servers": sorted(s.pk for s in targets)},
-        )
+        details: dict[str, Any] = {"job": job.pk, "servers": sorted(s.pk for s in targets)}
+        if tag_names:
+            details["tags"] = tag_names
+        if values:
+            details["parameters"] = sorted(values)  # names only: values may be secret
+        if rerun_of is not None:
+            details["rerun_of"] = rerun_of.pk
+        audit.record("run", execution, actor=triggered_by, source=trigger, details=details)
         transaction.on_commit(lambda: _enqueue(execution.pk))
     return execution
+
+
+def rerun_execution(
+    execution: Execution,
+    *,
+    trigger: Trigger,
+    triggered_by: object | None = None,
+    only_failed: bool = False,
+    secret_parameters: Mapping[str, Any] | None = None,
+) -> Execution:
+    """Start the execution's job again with the same parameter values and servers (or only
+    the servers whose host did not succeed). Secret values are not kept after a run, so the
+    secret parameters it was given must be given again."""
+    job = execution.job
+    if job is None:
+        raise ExecutionError("the job of this execution was deleted")
+    host_runs = execution.host_runs.all()
+    if only_failed:
+        host_runs = host_runs.exclude(status=Status.SUCCEEDED)
+    server_ids = list(host_runs.exclude(server=None).values_list("server_id", flat=True))
+    if not server_ids:
+        if only_failed and not host_runs.exists():
+            raise ExecutionError("every host of this execution succeeded: nothing to run again")
+        raise ExecutionError("the servers of this execution were deleted")
+    given = dict(secret_parameters or {})
+    secret_names = job_parameters.secret_names(execution.parameter_definitions)
+    missing = [
+        name for name in secret_names if name in execution.parameters and not given.get(name)
+    ]
+    if missing:
+        raise InvalidParameters(
+            {name: ["A secret is not kept after a run: give its value again."] for name in missing}
+        )
+    values = {name: v for name, v in execution.parameters.items() if name not in secret_names}
+    return start_execution(
+        job,
+        trigger=trigger,
+        triggered_by=triggered_by,
+        servers=Server.objects.filter(pk__in=server_ids),
+        tags=(),
+        parameters={**values, **given},
+        rerun_of=execution,
+    )
 
 
 # How a queued execution whose task the broker could not take says so (UI, API, live view).
@@ -171,8 +257,9 @@ def _finish(
     """
     now = timezone.now()
     with transaction.atomic():
+        # A secret parameter's value is needed no longer than its run: erased with the outcome.
         won = Execution.objects.filter(guard, pk=execution_id).update(
-            status=status, summary=summary, finished_at=now, **fields
+            status=status, summary=summary, finished_at=now, secret_parameters=None, **fields
         )
         if won:
             HostRun.objects.filter(execution_id=execution_id, status__in=ACTIVE_STATUSES).update(

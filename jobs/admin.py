@@ -11,9 +11,9 @@ from django.utils.html import format_html
 from accounts import policy
 from executions import services
 from executions.models import Trigger
-from jobs.forms import JobForm
-from jobs.models import Job
-from jobs.services import delete_job, save_job
+from jobs.forms import JobForm, SecretVariableForm
+from jobs.models import Job, SecretVariable
+from jobs.services import delete_job, delete_secret_variable, save_job, save_secret_variable
 from servers.models import Server
 from tsubame.adminscope import TeamScopedAdmin
 
@@ -35,12 +35,16 @@ class JobAdmin(TeamScopedAdmin):
     list_filter = ["team", "enabled", "interpreter"]
     list_select_related = ["team"]
     search_fields = ["name", "description", "script"]
-    filter_horizontal = ["servers"]
+    filter_horizontal = ["servers", "secret_variables"]
     actions = ["run_job"]
     fieldsets = [
         (None, {"fields": ["team", "name", "description", "enabled"]}),
         ("Script", {"fields": ["interpreter", "script", "use_terminal"]}),
-        ("Targets and limits", {"fields": ["servers", "max_parallel", "timeout_seconds"]}),
+        ("Inputs", {"fields": ["parameters", "secret_variables"]}),
+        (
+            "Targets and limits",
+            {"fields": ["servers", "target_tags", "max_parallel", "timeout_seconds"]},
+        ),
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
@@ -49,6 +53,8 @@ class JobAdmin(TeamScopedAdmin):
     def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "servers":
             kwargs["queryset"] = policy.visible(Server.objects.all(), request.user)
+        if db_field.name == "secret_variables":
+            kwargs["queryset"] = policy.visible(SecretVariable.objects.all(), request.user)
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     @admin.display(description="Targets")
@@ -72,3 +78,14 @@ class JobAdmin(TeamScopedAdmin):
 
     def has_run_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("jobs.run_job")
+
+
+@admin.register(SecretVariable)
+class SecretVariableAdmin(TeamScopedAdmin):
+    form = SecretVariableForm
+    save_service = staticmethod(save_secret_variable)
+    delete_service = staticmethod(delete_secret_variable)
+    list_display = ["name", "team", "description", "updated_at"]
+    list_filter = ["team"]
+    list_select_related = ["team"]
+    search_fields = ["name", "description"]

@@ -2,7 +2,7 @@ import django_filters
 
 from accounts import policy
 from accounts.models import Team
-from jobs.models import Job
+from jobs.models import Job, SecretVariable
 
 
 class JobFilter(django_filters.FilterSet):
@@ -15,3 +15,14 @@ class JobFilter(django_filters.FilterSet):
     class Meta:
         model = Job
         fields = ["team", "name", "enabled", "server"]
+
+
+class SecretVariableFilter(django_filters.FilterSet):
+    """Shared by the API list and the UI list."""
+
+    team = django_filters.ModelChoiceFilter(queryset=policy.visible_to_request(Team))
+    name = django_filters.CharFilter(lookup_expr="icontains")
+
+    class Meta:
+        model = SecretVariable
+        fields = ["team", "name"]

@@ -1,13 +1,25 @@
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.db.models import Q
 
 from accounts.forms import TeamOwnedForm
-from jobs.models import Job
-from servers.models import Server
+from jobs import parameters
+from jobs.models import Job, SecretVariable
+from servers.forms import TagNamesField, WriteOnlyTextarea
+from servers.models import Server, Tag
+
+
+class ParametersField(forms.JSONField):
+    """The ordered parameter definitions as JSON (the job editor's script writes it), stored
+    as `parameters.clean_definitions` shapes them."""
+
+    def to_python(self, value: Any) -> Any:
+        return parameters.clean_definitions(super().to_python(value) or [])
 
 
 class JobForm(forms.ModelForm):
@@ -15,6 +27,18 @@ class JobForm(forms.ModelForm):
         strip=False,  # a heredoc or a trailing blank line is part of the script
         widget=forms.Textarea(attrs={"rows": 16, "spellcheck": "false"}),
         help_text="Run on each server with the interpreter.",
+    )
+    target_tags = TagNamesField(
+        required=False,
+        help_text="Separated by commas: the job also runs on every server of its team with "
+        "one of these tags, as the servers are when the run starts.",
+    )
+    parameters = ParametersField(
+        required=False,
+        initial=list,  # a new job's, shown as [] (ModelForm takes no initial from a new object)
+        widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}),
+        help_text="What a run asks for; each value reaches the script as an environment "
+        "variable of the parameter's name.",
     )
 
     class Meta:
@@ -27,10 +51,19 @@ class JobForm(forms.ModelForm):
             "interpreter",
             "script",
             "servers",
+            "target_tags",
+            "parameters",
+            "secret_variables",
             "max_parallel",
             "timeout_seconds",
             "use_terminal",
         ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            # By name, as the field takes them (the model's initial has them as Tag objects).
+            self.initial["target_tags"] = [t.name for t in self.instance.target_tags.all()]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -39,21 +72,133 @@ class JobForm(forms.ModelForm):
                 Job(team=data["team"]).clean_targets(list(data["servers"]))
             except ValidationError as exc:
                 self.add_error("servers", exc)
+        if data.get("team") and data.get("secret_variables") is not None:
+            job = Job(team=data["team"], parameters=data.get("parameters") or [])
+            try:
+                job.clean_secret_variables(list(data["secret_variables"]))
+            except ValidationError as exc:
+                self.add_error("secret_variables", exc)
         return data
 
 
 class JobPageForm(TeamOwnedForm, JobForm):
-    """The UI's job form: its targets are checkboxes, for the target picker."""
+    """The UI's job form: its targets and secret variables are checkboxes, and its
+    parameters are edited row by row (parameters.js writes the JSON field)."""
 
     class Meta(JobForm.Meta):
-        widgets = {"servers": forms.CheckboxSelectMultiple}
+        widgets = {
+            "servers": forms.CheckboxSelectMultiple,
+            "secret_variables": forms.CheckboxSelectMultiple,
+        }
+
+    @property
+    def parameter_editor(self) -> dict[str, Any]:
+        """For parameters.js: the types, and which types each optional key of a definition
+        applies to, so that a row shows only those inputs (`clean_definitions` refuses a key
+        given for another type)."""
+        return {
+            "types": parameters.TYPES,
+            "applies": {
+                "default": [kind for kind in parameters.TYPES if kind != "secret"],
+                "choices": parameters.CHOICE_TYPES,
+                "pattern": parameters.TEXT_TYPES,
+                "max_length": parameters.TEXT_TYPES,
+                "min": parameters.NUMBER_TYPES,
+                "max": parameters.NUMBER_TYPES,
+            },
+        }
+
+
+class NumberText(forms.CharField):
+    """A number input's text as a number when it reads as one, and otherwise as typed, for
+    `parameters.clean_values` to refuse in its own words."""
+
+    widget = forms.NumberInput(attrs={"step": "any"})
+
+    def to_python(self, value: Any) -> Any:
+        text = super().to_python(value)
+        for number in (int, float):
+            try:
+                return number(text)
+            except ValueError:
+                pass
+        return text
+
+
+class MultilineText(forms.CharField):
+    widget = forms.Textarea(attrs={"rows": 3, "spellcheck": "false"})
+
+    def to_python(self, value: Any) -> Any:
+        # Browsers send textareas with CRLF line ends, which the script would then read.
+        return super().to_python(value).replace("\r\n", "\n")
+
+
+class OfferedChoice(forms.ChoiceField):
+    def validate(self, value: Any) -> None:
+        """Whatever is posted goes on to `parameters.clean_values`, which judges it."""
+
+
+class OfferedChoices(forms.MultipleChoiceField):
+    widget = forms.CheckboxSelectMultiple
+
+    def validate(self, value: Any) -> None:
+        """Whatever is posted goes on to `parameters.clean_values`, which judges it."""
+
+
+def parameter_field(definition: dict[str, Any]) -> forms.Field:
+    """The input for one parameter's value. It only turns what is typed into the value's
+    type: whether the value will do is for `parameters.clean_values` (called by
+    `start_execution`) to say, so no input is required and none refuses anything."""
+    kind = definition["type"]
+    options: dict[str, Any] = {
+        "required": False,
+        "label": definition["label"] or definition["name"],
+        "help_text": definition["help"],
+        "initial": definition["default"],
+    }
+    field: forms.Field
+    if kind == "text":
+        field = MultilineText(strip=False, **options)
+    elif kind in parameters.NUMBER_TYPES:
+        field = NumberText(**options)
+    elif kind == "boolean":
+        field = forms.BooleanField(**options)
+    elif kind == "multichoice":
+        field = OfferedChoices(choices=[(c, c) for c in definition["choices"]], **options)
+    elif kind == "choice":
+        # Left empty, a choice takes its default: an empty option would only seem to unset it.
+        empty = [] if definition["default"] is not None else [("", "—")]
+        field = OfferedChoice(choices=empty + [(c, c) for c in definition["choices"]], **options)
+    elif kind == "secret":
+        widget = forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
+        field = forms.CharField(strip=False, widget=widget, **options)
+    else:
+        field = forms.CharField(strip=False, **options)
+    field.parameter = definition  # for the page: the name and the required marker
+    return field
 
 
 class RunForm(forms.Form):
-    """Which of the job's team's servers to run on; the job's own targets are preselected."""
+    """The run dialog: a value for each of the job's parameters, and the servers and tags to
+    run on (the job's own preselected).
 
+    It sends `chosen_targets`, which tells it from the plain Run button: that one sends
+    nothing, and runs the job's own targets and defaults (the view never builds this form
+    for it), so that ticking no server here is never taken for "the job's own".
+    """
+
+    chosen_targets = forms.BooleanField(required=False, initial=True, widget=forms.HiddenInput)
     servers = forms.ModelMultipleChoiceField(
-        queryset=Server.objects.none(), widget=forms.CheckboxSelectMultiple, required=True
+        queryset=Server.objects.none(), widget=forms.CheckboxSelectMultiple, required=False
+    )
+    tags = forms.ModelMultipleChoiceField(
+        queryset=Tag.objects.none(),
+        to_field_name="name",
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        label="Servers by tag",
+        help_text="Every server of the team with a ticked tag, as the servers are when the "
+        "run starts.",
     )
 
     def __init__(self, *args: Any, job: Job, **kwargs: Any) -> None:
@@ -62,3 +207,93 @@ class RunForm(forms.Form):
             Server.objects.filter(team=job.team_id).order_by("name").prefetch_related("tags")
         )
         self.fields["servers"].initial = [server.pk for server in job.servers.all()]
+        # A target tag that no server carries yet is offered too: it stays ticked.
+        self.fields["tags"].queryset = Tag.objects.filter(
+            Q(servers__team=job.team_id) | Q(jobs=job)
+        ).distinct()
+        self.fields["tags"].initial = [tag.name for tag in job.target_tags.all()]
+        self.parameter_names = [definition["name"] for definition in job.parameters]
+        for definition in job.parameters:
+            self.fields[definition["name"]] = parameter_field(definition)
+
+    @property
+    def parameter_inputs(self) -> list[forms.BoundField]:
+        return [self[name] for name in self.parameter_names]
+
+    @cached_property
+    def tag_targets(self) -> list[tuple[Server, bool]]:
+        """The team's servers that carry a tag, each with whether a ticked tag takes it:
+        where the tags lead, as the dialog shows it."""
+        ticked = set(self["tags"].value() or ())
+        found = []
+        for server in self.fields["servers"].queryset:
+            names = {tag.name for tag in server.tags.all()}
+            if names:
+                found.append((server, bool(names & ticked)))
+        return found
+
+    @property
+    def tags_take_servers(self) -> bool:
+        return any(taken for _server, taken in self.tag_targets)
+
+    def start_arguments(self) -> dict[str, Any]:
+        """`start_execution`'s servers, tags and parameters, from a valid form."""
+        return {
+            "servers": list(self.cleaned_data["servers"]),
+            "tags": [tag.name for tag in self.cleaned_data["tags"]],
+            "parameters": {name: self.cleaned_data[name] for name in self.parameter_names},
+        }
+
+    def add_parameter_errors(self, errors: dict[str, list[str]]) -> None:
+        """Each refused value's messages at its input (`InvalidParameters.errors`)."""
+        for name, messages in errors.items():
+            if name in self.parameter_names:
+                self.add_error(name, messages)
+            else:
+                self.add_error(None, [f"{name}: {message}" for message in messages])
+
+
+class SecretVariableForm(forms.ModelForm):
+    """The value is write-only, as servers' secrets are (servers.forms.ServerForm): the input
+    is named `new_value` so that it is never pre-filled, and left empty it keeps the value."""
+
+    new_value = forms.CharField(
+        label="Value",
+        required=False,
+        strip=False,
+        max_length=parameters.MAX_VALUE_BYTES,
+        widget=WriteOnlyTextarea(attrs={"rows": 3, "autocomplete": "off", "spellcheck": "false"}),
+        help_text="Stored encrypted and never shown again; masked as *** in every run's "
+        "output. It can have several lines (a key, a certificate).",
+    )
+
+    class Meta:
+        model = SecretVariable
+        fields = ["team", "name", "description"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            # Jobs of its team list it by name: moved, it would vanish from them unseen.
+            self.fields["team"].disabled = True
+            self.fields["new_value"].help_text += " Leave empty to keep the current value."
+        else:
+            self.fields["new_value"].required = True
+
+    def clean_new_value(self) -> str:
+        value = self.cleaned_data["new_value"].replace("\r\n", "\n")
+        if "\x00" in value:
+            raise ValidationError("Null characters are not allowed.")
+        return value
+
+    def save(self, commit: bool = True) -> SecretVariable:
+        variable = super().save(commit=False)
+        if self.cleaned_data.get("new_value"):
+            variable.value = self.cleaned_data["new_value"]
+        if commit:
+            variable.save()
+        return variable
+
+
+class SecretVariablePageForm(TeamOwnedForm, SecretVariableForm):
+    field_order = ["team", "name", "new_value", "description"]

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -8,10 +8,10 @@ from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
 from accounts.ownership import TeamOwned
+from jobs import parameters
+from servers.models import Server, Tag
 from servers.ssh import INTERPRETER_PATTERN
-
-if TYPE_CHECKING:
-    from servers.models import Server
+from tsubame.crypto import SecretTextField
 
 
 def normalized_script(script: str) -> str:
@@ -42,6 +42,38 @@ def validate_max_parallel(value: int) -> None:
         )
 
 
+def validate_parameters(definitions: object) -> None:
+    parameters.clean_definitions(definitions)
+
+
+class SecretVariable(TeamOwned, models.Model):
+    """A named secret of a team that the jobs which list it receive as an environment
+    variable. Write-only everywhere: its value is never shown again, and it is masked in
+    every run's output."""
+
+    team = models.ForeignKey(
+        "accounts.Team", on_delete=models.PROTECT, related_name="secret_variables"
+    )
+    name = models.CharField(
+        max_length=64,
+        validators=[parameters.validate_name],
+        help_text="The environment variable the job's script reads, e.g. DB_PASSWORD.",
+    )
+    value = SecretTextField(blank=True, null=True)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["team", "name"], name="secret_variable_unique_name")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Job(TeamOwned, models.Model):
     team = models.ForeignKey("accounts.Team", on_delete=models.PROTECT, related_name="jobs")
     name = models.CharField(max_length=100)
@@ -66,6 +98,26 @@ class Job(TeamOwned, models.Model):
         related_name="jobs",
         help_text="Default targets: where the job runs unless the run names others. "
         "Only servers of the job's team.",
+    )
+    target_tags = models.ManyToManyField(
+        "servers.Tag",
+        blank=True,
+        related_name="jobs",
+        help_text="Default targets too: every server of the team with one of these tags when "
+        "the run starts.",
+    )
+    parameters = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_parameters],
+        help_text="What a run asks for; each value reaches the script as an environment "
+        "variable of the parameter's name.",
+    )
+    secret_variables = models.ManyToManyField(
+        SecretVariable,
+        blank=True,
+        related_name="jobs",
+        help_text="The team's secret variables this job's script receives.",
     )
     timeout_seconds = models.PositiveIntegerField(
         null=True,
@@ -111,3 +163,24 @@ class Job(TeamOwned, models.Model):
             raise ValidationError(
                 f"not servers of team {self.team}: {', '.join(foreign)}", code="foreign_server"
             )
+
+    def clean_secret_variables(self, variables: list[SecretVariable]) -> None:
+        """Only the team's own secrets, and none named like a parameter (neither could win)."""
+        foreign = sorted(v.name for v in variables if v.team_id != self.team_id)
+        if foreign:
+            raise ValidationError(
+                f"not secret variables of team {self.team}: {', '.join(foreign)}",
+                code="foreign_secret_variable",
+            )
+        clash = sorted({v.name for v in variables} & {p["name"] for p in self.parameters})
+        if clash:
+            raise ValidationError(
+                f"{', '.join(clash)}: both a parameter and a secret variable; rename one.",
+                code="name_clash",
+            )
+
+    def servers_tagged(self, tags: list[Tag]) -> list[Server]:
+        """The team's servers with any of `tags`, as they are now."""
+        if not tags:
+            return []
+        return list(Server.objects.filter(team=self.team_id, tags__in=tags).distinct())

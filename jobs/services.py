@@ -11,8 +11,8 @@ from django.db import transaction
 from accounts import audit, policy
 from accounts.models import Source
 from executions.models import ACTIVE_STATUSES, Execution
-from jobs.models import Job
-from servers.models import Server
+from jobs.models import Job, SecretVariable
+from servers.models import Server, Tag
 
 
 def save_job(
@@ -21,14 +21,21 @@ def save_job(
     actor: Any,
     source: Source,
     servers: Iterable[Server] | None = None,
+    target_tags: Iterable[Tag | str] | None = None,
+    secret_variables: Iterable[SecretVariable] | None = None,
     changed_fields: Iterable[str] = (),
 ) -> Job:
-    """Create or change a job (and set its default targets, if given) with its audit row."""
+    """Create or change a job (and set its default targets and the secret variables it
+    receives, if given) with its audit row. A tag given by name is created if need be."""
     created = job._state.adding
     with transaction.atomic():
         job.save()
         if servers is not None:
             job.servers.set(servers)
+        if target_tags is not None:
+            job.target_tags.set([Tag.named(tag) for tag in target_tags])
+        if secret_variables is not None:
+            job.secret_variables.set(secret_variables)
         audit.record_saved(
             job, created=created, actor=actor, source=source, changed_fields=changed_fields
         )
@@ -55,3 +62,24 @@ def delete_job(job: Job, *, actor: Any, source: Source) -> None:
     with transaction.atomic():
         audit.record("delete", job, actor=actor, source=source)
         job.delete()
+
+
+def save_secret_variable(
+    variable: SecretVariable, *, actor: Any, source: Source, changed_fields: Iterable[str] = ()
+) -> SecretVariable:
+    """Create or change a secret variable with its audit row, which names the fields that
+    changed and never the value."""
+    created = variable._state.adding
+    with transaction.atomic():
+        variable.save()
+        audit.record_saved(
+            variable, created=created, actor=actor, source=source, changed_fields=changed_fields
+        )
+    return variable
+
+
+def delete_secret_variable(variable: SecretVariable, *, actor: Any, source: Source) -> None:
+    """Jobs that listed it stop receiving it; their runs still queued fail with its name."""
+    with transaction.atomic():
+        audit.record("delete", variable, actor=actor, source=source)
+        variable.delete()

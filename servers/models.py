@@ -28,6 +28,11 @@ class Tag(models.Model):
         return self.name
 
     @classmethod
+    def named(cls, tag: Tag | str) -> Tag:
+        """The tag itself, or the one of that name (created if there is none yet)."""
+        return tag if isinstance(tag, Tag) else cls.objects.get_or_create(name=tag)[0]
+
+    @classmethod
     def valid_names(cls, names: Iterable[str]) -> list[str]:
         """The names, sorted, each once; ValidationError for one that cannot be a tag.
 

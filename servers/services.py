@@ -101,7 +101,7 @@ def save_server(
     with transaction.atomic():
         server.save()
         if tags is not None:
-            server.tags.set([_tag(tag) for tag in tags])
+            server.tags.set([Tag.named(tag) for tag in tags])
         audit.record_saved(
             server, created=created, actor=actor, source=source, changed_fields=changed_fields
         )
@@ -135,10 +135,6 @@ def visible_tags(user: Any) -> QuerySet[Tag]:
     if user.has_perm("servers.view_tag"):
         return Tag.objects.all()
     return Tag.objects.filter(servers__in=policy.visible(Server.objects.all(), user)).distinct()
-
-
-def _tag(tag: Tag | str) -> Tag:
-    return tag if isinstance(tag, Tag) else Tag.objects.get_or_create(name=tag)[0]
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from accounts.models import ApiToken, Membership, Role, Source, Team
 from accounts.roles import role_group
 from executions import services
 from executions.models import Trigger
-from jobs.models import Job
+from jobs.models import Job, SecretVariable
 from servers.models import Server, Tag
 
 pytestmark = pytest.mark.django_db
@@ -60,6 +60,12 @@ def make_jobs(team: Team, manager: User, n: int) -> list[Job]:
     return jobs
 
 
+def make_secret_variables(team: Team, manager: User, n: int) -> None:
+    for _ in range(n):
+        name = f"SECRET_{SecretVariable.objects.count()}"
+        SecretVariable.objects.create(team=team, name=name, value="v" * 8)
+
+
 def make_executions(team: Team, manager: User, n: int) -> None:
     (job,) = make_jobs(team, manager, 1)
     for _ in range(n):
@@ -90,7 +96,19 @@ QUERIES: dict[str, tuple[Callable[[Team, User, int], object], list[str]]] = {
     ),
     "/api/v1/jobs/": (
         make_jobs,
-        ["token and user", "team roles", "count", "jobs and teams", "target servers"],
+        [
+            "token and user",
+            "team roles",
+            "count",
+            "jobs and teams",
+            "target servers",
+            "target tags",
+            "secret variables",
+        ],
+    ),
+    "/api/v1/secret-variables/": (
+        make_secret_variables,
+        ["token and user", "team roles", "count", "secret variables and teams"],
     ),
     "/api/v1/executions/": (
         make_executions,

@@ -24,7 +24,7 @@ from accounts.models import AuditEvent, Membership, Role, Source, Team
 from accounts.ownership import is_team_owned, team_id_of, view_permission
 from accounts.roles import DEFAULT_PERMISSIONS, MANAGER, role_group
 from executions.models import Execution, HostRun, LogChunk
-from jobs.models import Job
+from jobs.models import Job, SecretVariable
 from servers.models import Server
 
 pytestmark = pytest.mark.django_db
@@ -70,6 +70,9 @@ FACTORIES: dict[type[Model], Callable[[Team], Model]] = {
         team=team, name=f"s-{next(serial)}", host="h", username="u"
     ),
     Job: lambda team: Job.objects.create(team=team, name=f"j-{next(serial)}", script="true"),
+    SecretVariable: lambda team: SecretVariable.objects.create(
+        team=team, name=f"S_{next(serial)}", value="secret-value"
+    ),
     Execution: execution_in,
     HostRun: host_run_in,
     LogChunk: chunk_in,

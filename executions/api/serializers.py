@@ -42,6 +42,9 @@ class ExecutionSerializer(serializers.ModelSerializer):
         help_text="Path of the WebSocket that streams this execution's output live."
     )
     log_url = serializers.SerializerMethodField()
+    parameters = serializers.JSONField(
+        read_only=True, help_text="The values the run was given by name; a secret's is null."
+    )
 
     class Meta:
         model = Execution
@@ -65,6 +68,10 @@ class ExecutionSerializer(serializers.ModelSerializer):
             "timeout_seconds",
             "max_parallel",
             "use_terminal",
+            "parameters",
+            "secret_variables",
+            "target_tags",
+            "rerun_of",
             "host_runs",
             "websocket_url",
             "log_url",
@@ -75,6 +82,17 @@ class ExecutionSerializer(serializers.ModelSerializer):
 
     def get_log_url(self, execution: Execution) -> str:
         return reverse("api:execution-log", args=[execution.pk])
+
+
+class RerunSerializer(StrictSerializer):
+    only_failed = serializers.BooleanField(
+        default=False, help_text="Only the servers whose host did not succeed."
+    )
+    parameters = serializers.DictField(
+        child=serializers.JSONField(),
+        required=False,
+        help_text="The secret parameters' values, by name: they are not kept after a run.",
+    )
 
 
 class LogQuerySerializer(StrictSerializer):

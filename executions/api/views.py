@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.http import StreamingHttpResponse
@@ -18,10 +20,28 @@ from executions.api.serializers import (
     LogChunkSerializer,
     LogPageSerializer,
     LogQuerySerializer,
+    RerunSerializer,
 )
 from executions.filters import ExecutionFilter
 from executions.models import Execution, HostRun
 from tsubame.api.base import TeamScopedViewSet
+
+
+@contextmanager
+def refused_as_400() -> Iterator[None]:
+    """A run that cannot start is the request's fault: a 400 that names the bad parameters."""
+    try:
+        yield
+    except services.InvalidParameters as exc:
+        raise ValidationError({"parameters": exc.errors}) from exc
+    except services.ExecutionError as exc:
+        raise ValidationError({"non_field_errors": [str(exc)]}) from exc
+
+
+def started(execution: Execution, context: dict[str, Any]) -> Response:
+    """The 201 answer to a request that started `execution`."""
+    execution = Execution.objects.with_details().get(pk=execution.pk)
+    return Response(ExecutionSerializer(execution, context=context).data, status=201)
 
 
 class OctetStreamRenderer(renderers.BaseRenderer):
@@ -52,6 +72,26 @@ class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TeamSco
         execution = self.get_object()
         services.cancel_execution(execution, by=request.user, source=Source.API)
         return Response(self.get_serializer(self.get_queryset().get(pk=execution.pk)).data)
+
+    @extend_schema(request=RerunSerializer, responses={201: ExecutionSerializer})
+    @action(detail=True, methods=["post"], required_perm="jobs.run_job")
+    def rerun(self, request: Request, pk: str) -> Response:
+        """Start the same job again with the same parameter values on the same servers, or
+        only on those whose host did not succeed. Secret parameters must be given again."""
+        execution = self.get_object()
+        if execution.job is not None:
+            self.require("jobs.run_job", execution.job)
+        body = RerunSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        with refused_as_400():
+            rerun = services.rerun_execution(
+                execution,
+                trigger=Source.API,
+                triggered_by=request.user,
+                only_failed=body.validated_data["only_failed"],
+                secret_parameters=body.validated_data.get("parameters"),
+            )
+        return started(rerun, self.get_serializer_context())
 
     @extend_schema(parameters=[LogQuerySerializer], responses=LogPageSerializer)
     @action(detail=True, methods=["get"])

@@ -1,6 +1,7 @@
 from rest_framework.routers import SimpleRouter
 
-from jobs.api.views import JobViewSet
+from jobs.api.views import JobViewSet, SecretVariableViewSet
 
 router = SimpleRouter()
 router.register("jobs", JobViewSet)
+router.register("secret-variables", SecretVariableViewSet)

@@ -1,19 +1,19 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, status
+from rest_framework import mixins
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from executions import services
 from executions.api.serializers import ExecutionSerializer
-from executions.models import Execution, Trigger
-from jobs.api.serializers import JobSerializer, RunSerializer
-from jobs.filters import JobFilter
-from jobs.models import Job
-from jobs.services import delete_job, save_job
+from executions.api.views import refused_as_400, started
+from executions.models import Trigger
+from jobs.api.serializers import JobSerializer, RunSerializer, SecretVariableSerializer
+from jobs.filters import JobFilter, SecretVariableFilter
+from jobs.models import Job, SecretVariable
+from jobs.services import delete_job, delete_secret_variable, save_job, save_secret_variable
 from tsubame.api.base import TeamScopedViewSet
 from tsubame.api.mixins import ServiceWriteMixin
 
@@ -21,7 +21,9 @@ from tsubame.api.mixins import ServiceWriteMixin
 class JobViewSet(
     ServiceWriteMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TeamScopedViewSet
 ):
-    queryset = Job.objects.select_related("team").prefetch_related("servers")
+    queryset = Job.objects.select_related("team").prefetch_related(
+        "servers", "target_tags", "secret_variables"
+    )
     serializer_class = JobSerializer
     save_service = staticmethod(save_job)
     delete_service = staticmethod(delete_job)
@@ -39,15 +41,25 @@ class JobViewSet(
         job = self.get_object()
         body = RunSerializer(data=request.data, job=job)
         body.is_valid(raise_exception=True)
-        try:
+        with refused_as_400():
             execution = services.start_execution(
                 job,
                 trigger=Trigger.API,
                 triggered_by=request.user,
                 servers=body.validated_data.get("servers"),
+                tags=body.validated_data.get("tags"),
+                parameters=body.validated_data.get("parameters"),
             )
-        except services.ExecutionError as exc:
-            raise ValidationError({"non_field_errors": [str(exc)]}) from exc
-        execution = Execution.objects.with_details().get(pk=execution.pk)
-        data = ExecutionSerializer(execution, context=self.get_serializer_context()).data
-        return Response(data, status=status.HTTP_201_CREATED)
+        return started(execution, self.get_serializer_context())
+
+
+class SecretVariableViewSet(
+    ServiceWriteMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TeamScopedViewSet
+):
+    queryset = SecretVariable.objects.select_related("team")
+    serializer_class = SecretVariableSerializer
+    save_service = staticmethod(save_secret_variable)
+    delete_service = staticmethod(delete_secret_variable)
+    filterset_class = SecretVariableFilter
+    ordering_fields = ["name", "created_at", "updated_at"]
+    ordering = ["name"]
