@@ -9,4 +9,5 @@ urlpatterns = [
     path("executions/<int:pk>/", views.execution_detail, name="execution-detail"),
     path("executions/<int:pk>/facts/", views.execution_facts, name="execution-facts"),
     path("executions/<int:pk>/cancel/", views.execution_cancel, name="execution-cancel"),
+    path("executions/<int:pk>/rerun/", views.execution_rerun, name="execution-rerun"),
 ]

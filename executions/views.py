@@ -27,7 +27,8 @@ from accounts import policy
 from accounts.models import Source
 from executions import logs, services
 from executions.filters import ExecutionFilter
-from executions.models import ACTIVE_STATUSES, Execution, HostRun, LogChunk, Status
+from executions.forms import RerunForm
+from executions.models import ACTIVE_STATUSES, Execution, HostRun, LogChunk, Status, Trigger
 from jobs.models import Job
 from servers.models import Server
 from tsubame.pages import filtered_page
@@ -165,11 +166,17 @@ def execution_detail(request: HttpRequest, pk: int) -> HttpResponse:
             for run in host_runs
         ],
     }
+    # Run again is offered to whoever may run the job (when it still exists); "on failed
+    # hosts" once the run is over and some host did not succeed.
+    may_rerun = execution.job is not None and request.user.has_perm("jobs.run_job", execution.job)
     return render(
         request,
         "executions/execution_detail.html",
         {
             "execution": execution,
+            "rerun_form": RerunForm(execution=execution) if may_rerun else None,
+            "some_host_failed": execution.is_finished
+            and any(run.status != Status.SUCCEEDED for run in host_runs),
             "host_runs": host_runs,
             "done": sum(run.status not in ACTIVE_STATUSES for run in host_runs),
             "truncated": start_after >= 0,
@@ -199,3 +206,24 @@ def execution_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         messages.warning(request, "This execution had already finished.")
     return redirect("execution-detail", pk=execution.pk)
+
+
+@login_required
+@require_POST
+def execution_rerun(request: HttpRequest, pk: int) -> HttpResponse:
+    """Start the run's job again, then show the new run; or say here why it did not start."""
+    execution = policy.get_visible_or_404(
+        Execution.objects.select_related("job"), request.user, pk=pk
+    )
+    # Without its job (deleted) it cannot run again, which the service says to anyone who may
+    # run jobs of the run's team.
+    policy.require(request.user, "jobs.run_job", execution.job or execution)
+    form = RerunForm(request.POST, execution=execution)
+    try:
+        rerun = services.rerun_execution(
+            execution, trigger=Trigger.UI, triggered_by=request.user, **form.rerun_arguments()
+        )
+    except services.ExecutionError as exc:
+        messages.error(request, f"Not run again: {exc}")
+        return redirect("execution-detail", pk=execution.pk)
+    return redirect("execution-detail", pk=rerun.pk)

@@ -9,4 +9,14 @@ urlpatterns = [
     path("<int:pk>/edit/", views.job_edit, name="job-edit"),
     path("<int:pk>/delete/", views.job_delete, name="job-delete"),
     path("<int:pk>/run/", views.job_run, name="job-run"),
+    path("secret-variables/", views.secret_variable_list, name="secret-variable-list"),
+    path("secret-variables/new/", views.secret_variable_edit, name="secret-variable-add"),
+    path(
+        "secret-variables/<int:pk>/edit/", views.secret_variable_edit, name="secret-variable-edit"
+    ),
+    path(
+        "secret-variables/<int:pk>/delete/",
+        views.secret_variable_delete,
+        name="secret-variable-delete",
+    ),
 ]

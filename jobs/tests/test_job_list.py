@@ -61,8 +61,8 @@ def test_the_run_button_is_there_for_those_who_may_run(world, client, persona, m
     client.force_login(world.users[persona])
     row = row_of(client.get("/jobs/").content.decode(), world.ours.job)
     assert (f'action="/jobs/{world.ours.job.pk}/run/"' in row) == may_run
-    if may_run:  # it runs the job's own targets, as the job page's Run does
-        assert f'name="servers" value="{world.ours.server.pk}"' in row
+    if may_run:  # it names no targets: the job's own, as they are when it is clicked
+        assert 'name="servers"' not in row
 
 
 def test_the_job_page_names_the_servers_run_targets(world, client):
@@ -114,5 +114,5 @@ def test_the_job_list_runs_a_constant_number_of_queries(client, make_member, tea
         counts.append([query["sql"] for query in queries.captured_queries])
     # session, user, the user's zone, team roles, count, Django's own user and group
     # permissions (asked once, for "New job"), the user menu's memberships, jobs and teams,
-    # target servers, each job's last run
-    assert len(counts[0]) == len(counts[1]) == 11, "\n".join(counts[1])
+    # target servers, target tags, each job's last run
+    assert len(counts[0]) == len(counts[1]) == 12, "\n".join(counts[1])
