@@ -118,5 +118,7 @@ def test_host_threads_never_open_a_database_connection(make_server, make_job):
     finally:
         connection_created.disconnect(record)
     assert execution.summary == "20 succeeded"
-    # The output writer and the watchdog; the 20 host threads, none.
-    assert sorted(opened_by) == [f"output-{execution.pk}", f"watch-{execution.pk}"]
+    # The output writer, and the watchdog if the run outlasted its first poll; the 20 host
+    # threads, none.
+    assert f"output-{execution.pk}" in opened_by
+    assert set(opened_by) <= {f"output-{execution.pk}", f"watch-{execution.pk}"}
