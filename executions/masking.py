@@ -17,8 +17,10 @@ so are blank lines: masking every "a", "yes" or indentation would destroy the lo
 
 Output arrives in arbitrary pieces, so a secret may be split across them. A stream holds
 back only a tail that is still the beginning of some form (never more than the longest form
-minus one byte) and emits everything else at once, so output stays live. Matches are
-leftmost-longest, as a regex alternation of the forms sorted longest first finds them.
+minus one byte) and emits everything else at once, so output stays live. Every byte of every
+occurrence of a form is masked, overlapping occurrences too, and each run of masked bytes
+becomes one `***`: had the first of two overlapping forms won, the bytes of the second beyond
+it would show (and an operator could choose a secret parameter that overlaps a team secret).
 
 Speed: such a regex runs at ~25 MB/s, too slow for the output pipeline. Instead each form is
 placed on an *anchor*, a substring it shares with as many other forms as possible (the
@@ -216,8 +218,11 @@ def _place_on_anchors(
     anchor if one fits, else the candidate that covers the most forms per unit of scan cost.
     """
     remaining: list[bytes] = []
+    # Looked up by the form's own substrings, not by trying every anchor in every form:
+    # thousands of forms (a secret with many lines) would otherwise take minutes.
+    lengths = sorted({len(anchor) for anchor in anchors}, reverse=True)
     for form in sorted(forms, key=lambda form: (len(form), form)):
-        anchor = next((anchor for anchor in anchors if anchor in form), None)
+        anchor = _existing_anchor(form, anchors, lengths)
         if anchor is None:
             remaining.append(form)
         else:
@@ -237,6 +242,15 @@ def _place_on_anchors(
             else:
                 left.append(form)
         remaining = left
+
+
+def _existing_anchor(form: bytes, anchors: dict[bytes, object], lengths: list[int]) -> bytes | None:
+    """An anchor (of one of `lengths`) that occurs in `form`, the longest first."""
+    for length in lengths:
+        for offset in range(len(form) - length + 1):
+            if form[offset : offset + length] in anchors:
+                return form[offset : offset + length]
+    return None
 
 
 def _sampled_words(form: bytes) -> Iterator[int]:
@@ -314,7 +328,7 @@ class SecretMasker:
 
     def mask(self, data: bytes) -> bytes:
         """Masks a complete value (an error message, a stored log), holding nothing back."""
-        masked, _ = self._mask(data, final=True)
+        masked, _, _ = self._mask(data, final=True)
         return masked
 
     def mask_text(self, text: str) -> str:
@@ -362,29 +376,42 @@ class SecretMasker:
             return size - 1
         return held
 
-    def _mask(self, buffer: bytes, final: bool) -> tuple[bytes, int]:
-        """Masks `buffer` up to the held-back tail; returns the output and where the tail
-        starts (len(buffer) when `final`, as nothing more can complete a form)."""
+    def _mask(
+        self, buffer: bytes, final: bool, emitted: int = 0, after_mask: bool = False
+    ) -> tuple[bytes, int, bool]:
+        """Masks `buffer[emitted:]` up to the held-back tail.
+
+        `buffer[:emitted]` was emitted by the previous call (its end, kept as context), which
+        ended with a masked span if `after_mask`: a form that overlaps that span extends it.
+        Returns the output, where the held-back tail starts (len(buffer) when `final`, as
+        nothing more can complete a form), and whether the output ends with a masked span.
+
+        Every byte of every occurrence of every form is masked, and each run of such bytes
+        becomes one MASK: of two overlapping forms neither can leave the other's bytes
+        bare (an operator's own secret parameter must not unmask part of a team secret).
+        """
         size = len(buffer)
         parts: list[bytes] = []
-        cursor = 0
+        cursor = emitted  # everything before it is decided
+        masking = after_mask  # whether `cursor` ends a masked span
+        # Where a form may begin that later bytes could complete. Inside a masked span that
+        # span is emitted anyway, but what follows it waits.
         held = size if final else self._held_from(buffer, 0)
         for start, end in self._matches(buffer):
-            if start < cursor:
+            if end <= cursor:
                 continue
-            if held < cursor:
-                held = self._held_from(buffer, cursor)
-            # A match starting in the tail could still grow into a longer one.
+            if masking and start <= cursor:
+                cursor = end  # the span grows, still one MASK
+                continue
             if start >= held:
                 break
             parts += (buffer[cursor:start], MASK)
-            cursor = end
-        if held < cursor:
-            held = self._held_from(buffer, cursor)
-        if cursor == 0 and held == size:
-            return buffer, size
+            cursor, masking = end, True
+        held = max(held, cursor)
+        if not parts and cursor == emitted and held == size:
+            return buffer[emitted:], size, after_mask and emitted == size
         parts.append(buffer[cursor:held])
-        return b"".join(parts), held
+        return b"".join(parts), held, masking and held == cursor
 
 
 class MaskedStream:
@@ -393,18 +420,25 @@ class MaskedStream:
     def __init__(self, masker: SecretMasker) -> None:
         self._masker = masker
         self._pending = b""
+        # The end of what was emitted, when it ended with a masked span: a form starting
+        # inside that span may still be completed by what comes, and then extends it.
+        self._context = b""
 
     def feed(self, data: bytes) -> bytes:
         """Returns the masked bytes that are safe to emit now."""
-        buffer = self._pending + data if self._pending else data
-        masked, held = self._masker._mask(buffer, final=False)
-        self._pending = buffer[held:]
-        return masked
+        return self._emit(self._context + self._pending + data, final=False)
 
     def finish(self) -> bytes:
         """The stream ended: returns whatever was held back, masked."""
-        masked, _ = self._masker._mask(self._pending, final=True)
-        self._pending = b""
+        return self._emit(self._context + self._pending, final=True)
+
+    def _emit(self, buffer: bytes, final: bool) -> bytes:
+        emitted = len(self._context)
+        masked, held, after_mask = self._masker._mask(buffer, final, emitted, emitted > 0)
+        self._pending = buffer[held:]
+        # A form is at most `longest` bytes: it cannot start further back than this.
+        start = max(0, held - self._masker.longest + 1)
+        self._context = buffer[start:held] if after_mask else b""
         return masked
 
     @property
