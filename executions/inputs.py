@@ -41,12 +41,23 @@ def run_inputs(execution: Execution) -> RunInputs:
         if value is not None
     }
     secrets = _secret_parameters(execution)
-    secrets |= _secret_variables(execution)
+    variables = _secret_variables(execution)
+    clash = sorted(set(variables) & set(execution.parameters))
+    if clash:
+        # Renamed since the job was saved: neither value may silently win.
+        raise InputError(f"{', '.join(clash)}: both a parameter and a secret variable")
+    secrets |= variables
     environment |= secrets
     environment |= {
         "TSUBAME_EXECUTION_ID": str(execution.pk),
         "TSUBAME_JOB": execution.job_name,
     }
+    size = sum(len(f"{name}={value}".encode()) for name, value in environment.items())
+    if size > parameters.MAX_ENVIRONMENT_BYTES:
+        raise InputError(
+            f"the parameters and secret variables come to {size} bytes; a run takes at most "
+            f"{parameters.MAX_ENVIRONMENT_BYTES}"
+        )
     return RunInputs(environment, [value for value in secrets.values() if value])
 
 

@@ -42,18 +42,6 @@ def run_execution(execution_id: int) -> None:
         logger.info("execution %s was already claimed; nothing to do", execution_id)
         return
     host_runs = list(execution.host_runs.all())
-    try:
-        inputs = run_inputs(execution)
-    except InputError as exc:
-        services.finish_host_runs(
-            [services.HostEnd(h, Status.FAILED, error=str(exc)) for h in host_runs]
-        )
-        services.finish_execution(execution.pk)
-        return
-    masker = inputs.masker()
-    # Enforced here too: a job saved before the limit existed, or above a limit lowered
-    # since, runs with the limit of today.
-    parallel = min(execution.max_parallel, settings.EXECUTION_MAX_PARALLEL, len(host_runs))
     stop = threading.Event()
     done = threading.Event()
     watchdog = threading.Thread(
@@ -61,16 +49,7 @@ def run_execution(execution_id: int) -> None:
     )
     watchdog.start()
     try:
-        with (
-            OutputWriter(execution.pk, masker=masker) as writer,
-            ThreadPoolExecutor(
-                max_workers=max(1, parallel),
-                thread_name_prefix=f"exec-{execution.pk}",
-            ) as pool,
-        ):
-            # list() waits for every host; _run_host records its own errors.
-            run_host = partial(_run_host, execution, inputs, writer=writer, stop=stop)
-            list(pool.map(run_host, host_runs))
+        ran = _run_hosts(execution, host_runs, stop)
     finally:
         done.set()
         watchdog.join()
@@ -78,7 +57,33 @@ def run_execution(execution_id: int) -> None:
         services.finish_execution(execution.pk)
     finally:
         # What the hosts found out about their servers is kept even if finishing failed.
-        record_run_results(execution.host_runs.all())
+        if ran:
+            record_run_results(execution.host_runs.all())
+
+
+def _run_hosts(execution: Execution, host_runs: list[HostRun], stop: threading.Event) -> bool:
+    """Every host, in parallel; False if none could start because the run's inputs could
+    not be given (which says nothing about the servers)."""
+    try:
+        inputs = run_inputs(execution)
+    except InputError as exc:
+        services.finish_host_runs(
+            [services.HostEnd(h, Status.FAILED, error=str(exc)) for h in host_runs]
+        )
+        return False
+    # Enforced here too: a job saved before the limit existed, or above a limit lowered
+    # since, runs with the limit of today.
+    parallel = min(execution.max_parallel, settings.EXECUTION_MAX_PARALLEL, len(host_runs))
+    # The masker is prepared while the watchdog heartbeats: many secrets take a moment.
+    with (
+        OutputWriter(execution.pk, masker=inputs.masker()) as writer,
+        ThreadPoolExecutor(
+            max_workers=max(1, parallel), thread_name_prefix=f"exec-{execution.pk}"
+        ) as pool,
+    ):
+        # list() waits for every host; _run_host records its own errors.
+        list(pool.map(partial(_run_host, execution, inputs, writer=writer, stop=stop), host_runs))
+    return True
 
 
 def _run_host(

@@ -154,6 +154,12 @@ def rerun_execution(
         raise ExecutionError("the servers of this execution were deleted")
     given = dict(secret_parameters or {})
     secret_names = job_parameters.secret_names(execution.parameter_definitions)
+    others = sorted(set(given) - set(secret_names), key=str)
+    if others:
+        # A run again is the same run: only what was not kept may be given.
+        raise InvalidParameters(
+            {str(name)[:80]: ["Only secret parameters are given again."] for name in others}
+        )
     missing = [
         name for name in secret_names if name in execution.parameters and not given.get(name)
     ]

@@ -261,7 +261,7 @@ class SecretVariableForm(forms.ModelForm):
         label="Value",
         required=False,
         strip=False,
-        max_length=parameters.MAX_VALUE_BYTES,
+        validators=[parameters.validate_secret_value],
         widget=WriteOnlyTextarea(attrs={"rows": 3, "autocomplete": "off", "spellcheck": "false"}),
         help_text="Stored encrypted and never shown again; masked as *** in every run's "
         "output. It can have several lines (a key, a certificate).",
@@ -279,6 +279,12 @@ class SecretVariableForm(forms.ModelForm):
             self.fields["new_value"].help_text += " Leave empty to keep the current value."
         else:
             self.fields["new_value"].required = True
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"]
+        renamed = SecretVariable(pk=self.instance.pk, team_id=self.instance.team_id, name=name)
+        renamed.clean_name_for_jobs()
+        return name
 
     def clean_new_value(self) -> str:
         value = self.cleaned_data["new_value"].replace("\r\n", "\n")

@@ -73,6 +73,22 @@ class SecretVariable(TeamOwned, models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean_name_for_jobs(self) -> None:
+        """A job that lists it must not also have a parameter of its (new) name."""
+        if self.pk is None:
+            return
+        clashing = sorted(
+            job.name
+            for job in Job.objects.filter(secret_variables=self)
+            if self.name in {p["name"] for p in job.parameters}
+        )
+        if clashing:
+            raise ValidationError(
+                f"The jobs {', '.join(clashing)} list this secret and have a parameter named "
+                f"{self.name}; rename one of them.",
+                code="name_clash",
+            )
+
 
 class Job(TeamOwned, models.Model):
     team = models.ForeignKey("accounts.Team", on_delete=models.PROTECT, related_name="jobs")

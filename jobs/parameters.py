@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import regex
 from django.core.exceptions import ValidationError
 
 TYPES = ("string", "text", "integer", "number", "boolean", "choice", "multichoice", "secret")
@@ -28,11 +29,14 @@ NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 # Names the shell, the dynamic loader, locale handling or the remote wrapper read: a value for
 # one of them would change how everything on the server behaves, not just the script's input.
 # bash also rewrites or refuses some of its own when they arrive exported (read-only ones such
-# as UID fail the run), so those are refused here rather than silently changed there.
+# as UID fail the run), so those are refused here rather than silently changed there. Those
+# that make an interpreter or a tool load code (PYTHONPATH, PERL5OPT, NODE_OPTIONS, GIT_SSH_
+# COMMAND...) would let whoever types the value run code before the script does.
 RESERVED_NAMES = frozenset(
     {
         "BASHOPTS",
         "BASHPID",
+        "BROWSER",
         "CDPATH",
         "COLUMNS",
         "COMP_WORDBREAKS",
@@ -42,9 +46,15 @@ RESERVED_NAMES = frozenset(
         "EPOCHREALTIME",
         "EPOCHSECONDS",
         "EUID",
+        "EXINIT",
         "FPATH",
         "FUNCNAME",
         "GCONV_PATH",
+        "GIT_CONFIG",
+        "GIT_CONFIG_GLOBAL",
+        "GIT_CONFIG_SYSTEM",
+        "GIT_EXEC_PATH",
+        "GIT_SSH_COMMAND",
         "GLOBIGNORE",
         "GROUPS",
         "HISTCMD",
@@ -53,8 +63,12 @@ RESERVED_NAMES = frozenset(
         "HOSTALIASES",
         "HOSTNAME",
         "IFS",
+        "JAVA_TOOL_OPTIONS",
+        "JDK_JAVA_OPTIONS",
         "LANG",
         "LANGUAGE",
+        "LESSCLOSE",
+        "LESSOPEN",
         "LINENO",
         "LINES",
         "LOCALDOMAIN",
@@ -63,12 +77,20 @@ RESERVED_NAMES = frozenset(
         "MAIL",
         "MAILCHECK",
         "MAILPATH",
+        "MANPAGER",
         "NLSPATH",
+        "NODE_OPTIONS",
+        "NODE_PATH",
         "OLDPWD",
         "OPTARG",
         "OPTERR",
         "OPTIND",
+        "PAGER",
         "PATH",
+        "PERL5DB",
+        "PERL5LIB",
+        "PERL5OPT",
+        "PERLLIB",
         "PIPESTATUS",
         "POSIXLY_CORRECT",
         "PPID",
@@ -78,13 +100,21 @@ RESERVED_NAMES = frozenset(
         "PS3",
         "PS4",
         "PWD",
+        "PYTHONHOME",
+        "PYTHONINSPECT",
+        "PYTHONPATH",
+        "PYTHONSTARTUP",
         "RANDOM",
         "RES_OPTIONS",
+        "RUBYLIB",
+        "RUBYOPT",
         "SECONDS",
         "SHELL",
         "SHELLOPTS",
         "SHLVL",
         "SRANDOM",
+        "SSH_ASKPASS",
+        "SUDO_ASKPASS",
         "TERM",
         "TERMCAP",
         "TERMINFO",
@@ -92,6 +122,8 @@ RESERVED_NAMES = frozenset(
         "TMPDIR",
         "UID",
         "USER",
+        "VIMINIT",
+        "VISUAL",
         "ZDOTDIR",
     }
 )
@@ -101,6 +133,15 @@ RESERVED_PREFIXES = ("BASH_", "DYLD_", "LC_", "LD_", "MALLOC_", "SSH_", "TSUBAME
 # small whatever a caller sends.
 MAX_PARAMETERS = 50
 MAX_VALUE_BYTES = 64 * 1024
+# A secret is masked in output in many forms per line (executions.masking), which costs the
+# worker time to prepare: a secret is a key or a password, not a document.
+MAX_SECRET_BYTES = 16 * 1024
+# All the values a run gets, parameters and secret variables: well under what Linux lets a
+# process start with (each variable at most 128 KiB, all at most ~2 MiB with the rest).
+MAX_ENVIRONMENT_BYTES = 256 * 1024
+# How long a value may take to check against a pattern: a pattern that backtracks
+# catastrophically must not hold the web process that checks it.
+PATTERN_SECONDS = 0.1
 MAX_CHOICES = 200
 MAX_CHOICE_LENGTH = 200
 MAX_PATTERN_LENGTH = 500
@@ -146,7 +187,22 @@ def _text(value: object, what: str, limit: int) -> str:
         raise ValidationError(f"{what} must not contain null characters.")
     if len(value) > limit:
         raise ValidationError(f"{what} can be at most {limit} characters.")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        # JSON can carry a lone surrogate ("\ud800"), which is no text a server can receive.
+        raise ValidationError(f"{what} must be valid Unicode text.") from None
     return value
+
+
+def validate_secret_value(value: str) -> None:
+    """A secret's size, for secret parameters and secret variables alike."""
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > MAX_SECRET_BYTES:
+        raise ValidationError(
+            f"A secret can be at most {MAX_SECRET_BYTES} bytes; this one is {size}.",
+            code="secret_too_large",
+        )
 
 
 def _number(value: object, what: str, *, integer: bool) -> int | float:
@@ -257,8 +313,8 @@ def _clean_choices(choices: object) -> list[str]:
 def _clean_pattern(pattern: str) -> str:
     _text(pattern, "the pattern", MAX_PATTERN_LENGTH)
     try:
-        re.compile(pattern)
-    except re.error as exc:
+        regex.compile(pattern)
+    except regex.error as exc:
         raise ValidationError(f"the pattern is not a valid regular expression: {exc}.") from exc
     return pattern
 
@@ -270,9 +326,11 @@ def clean_value(definition: Mapping[str, Any], value: object) -> Any:
         text = _text(value, "The value", definition["max_length"] or MAX_VALUE_BYTES)
         if len(text.encode()) > MAX_VALUE_BYTES:
             raise ValidationError(f"The value can be at most {MAX_VALUE_BYTES} bytes.")
+        if kind == "secret":
+            validate_secret_value(text)
         if kind == "string" and ("\n" in text or "\r" in text):
             raise ValidationError("The value must be one line.")
-        if definition["pattern"] and not re.fullmatch(definition["pattern"], text):
+        if definition["pattern"] and not _matches(definition["pattern"], text):
             raise ValidationError(f"The value must match the pattern {definition['pattern']}.")
         return text
     if kind in NUMBER_TYPES:
@@ -298,6 +356,16 @@ def clean_value(definition: Mapping[str, Any], value: object) -> Any:
     if len(set(value)) != len(value):
         raise ValidationError("A choice is given twice.")
     return value
+
+
+def _matches(pattern: str, text: str) -> bool:
+    try:
+        return regex.fullmatch(pattern, text, timeout=PATTERN_SECONDS) is not None
+    except TimeoutError:
+        raise ValidationError(
+            "The value could not be checked against the pattern in time: the pattern "
+            "backtracks too much (ask for it to be simplified)."
+        ) from None
 
 
 def _shown(value: object) -> str:
@@ -347,6 +415,17 @@ def clean_values(
             errors[name] = exc.messages
     if errors:
         raise ParameterErrors(errors)
+    sizes = {name: len(environment_value(value).encode()) for name, value in cleaned.items()}
+    if sum(sizes.values()) > MAX_ENVIRONMENT_BYTES:
+        largest = max(sizes, key=sizes.__getitem__)  # the one to shorten first
+        raise ParameterErrors(
+            {
+                largest: [
+                    f"All the values come to {sum(sizes.values())} bytes; a run takes at "
+                    f"most {MAX_ENVIRONMENT_BYTES}."
+                ]
+            }
+        )
     return cleaned
 
 

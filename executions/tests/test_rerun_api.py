@@ -119,3 +119,12 @@ def test_deleted_servers_are_left_out_and_a_deleted_job_is_a_clear_400(operator,
     response = rerun(operator, finished, {"parameters": {"TOKEN": "abcd"}})
     assert response.status_code == 400
     assert "the job of this execution was deleted" in str(response.json())
+
+
+def test_only_secret_parameters_are_given_again(operator, finished) -> None:
+    response = rerun(operator, finished, {"parameters": {"TOKEN": "abcd", "VERSION": "9"}})
+    assert response.status_code == 400
+    assert response.json()["errors"]["parameters"] == {
+        "VERSION": ["Only secret parameters are given again."]
+    }
+    assert Execution.objects.count() == 1

@@ -249,3 +249,19 @@ def test_no_file_on_the_server_holds_a_value(make_server, make_job, in_backgroun
         text=True,
     )
     assert found.stdout == ""
+
+
+def test_a_secret_variable_renamed_onto_a_parameter_fails_the_run(
+    make_server, make_job, team
+) -> None:
+    variable = SecretVariable.objects.create(team=team, name="DB_PASSWORD", value="pw-12345")
+    job = text_job(make_job, make_server(), "echo should not run", ["N"])
+    job.secret_variables.set([variable])
+    # Renamed around validation (it refuses this), as a row changed in the database would be.
+    SecretVariable.objects.filter(pk=variable.pk).update(name="N")
+    execution = start(job, parameters={"N": "7"})
+    runner.run_execution(execution.pk)
+    execution.refresh_from_db()
+    assert execution.status == Status.FAILED
+    assert execution.host_runs.get().error == "N: both a parameter and a secret variable"
+    assert not LogChunk.objects.filter(execution=execution).exists()

@@ -152,7 +152,7 @@ class SecretVariableSerializer(StrictModelSerializer):
 
     team = VisibleRelatedField(queryset=Team.objects.all())
     value = serializers.CharField(
-        write_only=True, trim_whitespace=False, max_length=parameters.MAX_VALUE_BYTES
+        write_only=True, trim_whitespace=False, validators=[parameters.validate_secret_value]
     )
     has_value = serializers.SerializerMethodField()
 
@@ -182,4 +182,12 @@ class SecretVariableSerializer(StrictModelSerializer):
             raise serializers.ValidationError(
                 {"team": ["A secret variable stays in its team; create a new one in the other."]}
             )
+        if self.instance is not None and "name" in attrs:
+            renamed = SecretVariable(
+                pk=self.instance.pk, team=self.instance.team, name=attrs["name"]
+            )
+            try:
+                renamed.clean_name_for_jobs()
+            except ValidationError as exc:
+                raise serializers.ValidationError({"name": exc.messages}) from exc
         return attrs

@@ -8,6 +8,8 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from jobs.parameters import (
+    MAX_ENVIRONMENT_BYTES,
+    MAX_SECRET_BYTES,
     MAX_VALUE_BYTES,
     ParameterErrors,
     clean_definitions,
@@ -68,6 +70,11 @@ def test_names_that_are_not_variable_names_are_refused(name: object) -> None:
         "BASHPID",
         "PIPESTATUS",
         "UID",
+        "PYTHONPATH",
+        "PERL5OPT",
+        "NODE_OPTIONS",
+        "GIT_SSH_COMMAND",
+        "LESSOPEN",
     ],
 )
 def test_names_the_system_relies_on_are_refused_with_a_clear_message(name: str) -> None:
@@ -231,3 +238,39 @@ def test_a_secret_parameter_cannot_be_required_away() -> None:
 )
 def test_values_reach_the_script_as_text(value: Any, text: str) -> None:
     assert environment_value(value) == text
+
+
+def test_lone_surrogates_are_refused_as_text_anywhere() -> None:
+    # JSON can carry "\ud800"; no server can receive it.
+    errors = errors_of(EVERY_TYPE, {"X": "abc\ud800def", "T": "\udfff"})
+    assert errors == {
+        "T": ["The value must be valid Unicode text."],
+        "X": ["The value must be valid Unicode text."],
+    }
+    with pytest.raises(ValidationError, match="valid Unicode"):
+        definitions({"name": "A", "type": "choice", "choices": ["\ud800"]})
+    with pytest.raises(ValidationError, match="valid Unicode"):
+        definitions({"name": "A", "label": "\ud800"})
+
+
+def test_a_secret_is_at_most_16_kib() -> None:
+    defs = definitions({"name": "KEY", "type": "secret"})
+    assert clean_values(defs, {"KEY": "k" * MAX_SECRET_BYTES})
+    errors = errors_of(defs, {"KEY": "é" * (MAX_SECRET_BYTES // 2 + 1)})
+    assert errors["KEY"][0].startswith(f"A secret can be at most {MAX_SECRET_BYTES} bytes")
+
+
+def test_all_values_together_are_bounded() -> None:
+    defs = definitions(*({"name": f"T{n}", "type": "text"} for n in range(5)))
+    big = "x" * (MAX_VALUE_BYTES - 10)
+    errors = errors_of(defs, {f"T{n}": big + str(n) for n in range(5)})
+    assert list(errors) == ["T0"]
+    assert f"a run takes at most {MAX_ENVIRONMENT_BYTES}" in errors["T0"][0]
+
+
+def test_a_pattern_that_backtracks_forever_is_given_up_on_with_a_clear_error() -> None:
+    defs = definitions({"name": "NAME", "pattern": "(a|aa)+$"})
+    assert clean_values(defs, {"NAME": "aaaa"}) == {"NAME": "aaaa"}
+    # With `re` this takes longer than the universe has left; here it gives up in time.
+    errors = errors_of(defs, {"NAME": "a" * 64 + "!"})
+    assert "could not be checked against the pattern in time" in errors["NAME"][0]

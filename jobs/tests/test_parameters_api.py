@@ -228,3 +228,20 @@ def test_an_execution_records_the_secret_variables_it_receives(operator, job, te
         f"/api/v1/jobs/{job.pk}/run/", {"parameters": {"VERSION": "1"}}, format="json"
     )
     assert response.json()["secret_variables"] == ["DB_PW"]
+
+
+def test_a_lone_surrogate_is_a_400_not_a_crash(manager, operator, job) -> None:
+    body = '{"parameters": {"VERSION": "1", "TOKEN": "abc\\ud800def"}}'
+    response = api_as(operator).post(
+        f"/api/v1/jobs/{job.pk}/run/", body, content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"]["parameters"] == {
+        "TOKEN": ["The value must be valid Unicode text."]
+    }
+    body = '{"parameters": [{"name": "A", "type": "choice", "choices": ["\\ud800"]}]}'
+    response = api_as(manager).patch(
+        f"/api/v1/jobs/{job.pk}/", body, content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert not Execution.objects.exists()

@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 from accounts.models import ApiToken, AuditEvent, Membership, Role
 from accounts.roles import role_group
 from jobs.models import SecretVariable
+from jobs.parameters import clean_definitions
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(60)]
 
@@ -102,3 +103,28 @@ def test_a_secret_variable_stays_in_its_team(make_member, team, other_team, vari
     )
     assert response.status_code == 400
     assert SecretVariable.objects.get(pk=variable.pk).team == team
+
+
+def test_a_secret_variable_is_at_most_16_kib(make_member, team):
+    response = api_as(make_member(team, Role.MANAGER)).post(
+        "/api/v1/secret-variables/",
+        {"team": team.pk, "name": "BIG", "value": "🔒" * 5000},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert "A secret can be at most 16384 bytes" in response.json()["errors"]["value"][0]
+
+
+def test_renaming_a_secret_variable_onto_a_jobs_parameter_is_refused(
+    make_member, team, variable, make_job
+):
+    job = make_job("true", [], team=team)
+    job.parameters = clean_definitions([{"name": "N"}])
+    job.save()
+    job.secret_variables.add(variable)
+    response = api_as(make_member(team, Role.MANAGER)).patch(
+        f"/api/v1/secret-variables/{variable.pk}/", {"name": "N"}, format="json"
+    )
+    assert response.status_code == 400
+    assert "have a parameter named N" in response.json()["errors"]["name"][0]
+    assert SecretVariable.objects.get(pk=variable.pk).name == "DB_PASSWORD"
