@@ -38,7 +38,6 @@ from django.db import (
 from django.utils import timezone
 
 from executions import live
-from executions.masking import MaskedStream, SecretMasker
 from executions.models import LogChunk
 
 logger = logging.getLogger(__name__)
@@ -109,14 +108,8 @@ _STOP = object()
 
 
 class OutputWriter:
-    def __init__(
-        self, execution_id: int, *, masker: SecretMasker | None = None, queue_items: int = 64
-    ) -> None:
+    def __init__(self, execution_id: int, *, queue_items: int = 64) -> None:
         self.execution_id = execution_id
-        # Secrets are masked here, before anything is stored: the raw bytes never reach the
-        # database, so nothing that reads it (live view, API, search, download) can show them.
-        self._masker = masker or None
-        self._masked: dict[tuple[int, int], MaskedStream] = {}
         self.chunk_bytes = settings.OUTPUT_CHUNK_BYTES
         self.flush_seconds = settings.OUTPUT_FLUSH_SECONDS
         # One transaction carries several chunks: a commit per chunk would cap throughput.
@@ -151,10 +144,6 @@ class OutputWriter:
             except queue.Full:
                 if not self._thread.is_alive():
                     raise RuntimeError("the output writer stopped; see the worker log") from None
-
-    def mask_text(self, text: str) -> str:
-        """`text` with the run's secrets masked, as they are in its output."""
-        return self._masker.mask_text(text) if self._masker is not None else text
 
     def write(self, host_run_id: int, stream: str, data: bytes) -> None:
         """Queue output; blocks while the writer is behind (that is the backpressure)."""
@@ -256,52 +245,45 @@ class OutputWriter:
         self._pending_bytes += len(data)
 
     def _flush(self, final_for: Collection[int] = (), *, final: bool = False) -> None:
-        chunks: list[LogChunk] = []
+        chunks = []
+        seq = self._next_seq
         for pending in self._pending:
             key = (pending.host_run_id, pending.stream)
-            data = self._tails.pop(key, b"") + self._mask(key, bytes(pending.data))
+            data = self._tails.pop(key, b"") + bytes(pending.data)
             held = incomplete_utf8_tail(data)
             if held:
                 self._tails[key], data = data[-held:], data[:-held]
-            self._cut(chunks, key, data, pending.arrived)
-        # A stream that ended gives up what it held back: the start of a UTF-8 character or
-        # of something that looked like a secret and, as it turned out, was not one.
-        ended = [
-            k for k in dict.fromkeys([*self._tails, *self._masked]) if final or k[0] in final_for
-        ]
-        for key in ended:
-            rest = self._masked.pop(key).finish() if key in self._masked else b""
-            self._cut(chunks, key, self._tails.pop(key, b"") + rest, timezone.now())
-        self._pending, self._pending_bytes = [], 0
-        self._last_flush = time.monotonic()
-        if chunks:
-            self._save(chunks)
-            self._next_seq = chunks[-1].seq + 1
-
-    def _mask(self, key: tuple[int, int], data: bytes) -> bytes:
-        if self._masker is None:
-            return data
-        if key not in self._masked:
-            self._masked[key] = self._masker.stream()
-        return self._masked[key].feed(data)
-
-    def _cut(self, chunks: list[LogChunk], key: tuple[int, int], data: bytes, at: datetime) -> None:
-        """Append `data` as chunks of at most chunk_bytes, numbered on from the last one."""
-        seq = chunks[-1].seq + 1 if chunks else self._next_seq
-        while data:
-            cut = utf8_safe_split(data, self.chunk_bytes)
+            while data:
+                cut = utf8_safe_split(data, self.chunk_bytes)
+                chunks.append(
+                    LogChunk(
+                        execution_id=self.execution_id,
+                        host_run_id=pending.host_run_id,
+                        seq=seq,
+                        stream=pending.stream,
+                        data=data[:cut],
+                        created_at=pending.arrived,
+                    )
+                )
+                seq += 1
+                data = data[cut:]
+        for key in [k for k in self._tails if final or k[0] in final_for]:
             chunks.append(
                 LogChunk(
                     execution_id=self.execution_id,
                     host_run_id=key[0],
                     seq=seq,
                     stream=key[1],
-                    data=data[:cut],
-                    created_at=at,
+                    data=self._tails.pop(key),
+                    created_at=timezone.now(),
                 )
             )
             seq += 1
-            data = data[cut:]
+        self._pending, self._pending_bytes = [], 0
+        self._last_flush = time.monotonic()
+        if chunks:
+            self._save(chunks)
+            self._next_seq = seq
 
     def _save(self, chunks: list[LogChunk]) -> None:
         # Output is never dropped: a busy or briefly unavailable database is waited out.

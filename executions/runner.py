@@ -15,6 +15,7 @@ from django.db import close_old_connections, connection
 
 from executions import services
 from executions.inputs import InputError, RunInputs, run_inputs
+from executions.masking import SecretMasker
 from executions.models import Execution, HostRun, Status
 from executions.output import OutputWriter
 from servers import ssh
@@ -74,32 +75,56 @@ def _run_hosts(execution: Execution, host_runs: list[HostRun], stop: threading.E
     # Enforced here too: a job saved before the limit existed, or above a limit lowered
     # since, runs with the limit of today.
     parallel = min(execution.max_parallel, settings.EXECUTION_MAX_PARALLEL, len(host_runs))
-    # The masker is prepared while the watchdog heartbeats: many secrets take a moment.
+    # Prepared while the watchdog heartbeats: many secrets take a moment.
+    masker = inputs.masker()
     with (
-        OutputWriter(execution.pk, masker=inputs.masker()) as writer,
+        OutputWriter(execution.pk) as writer,
         ThreadPoolExecutor(
             max_workers=max(1, parallel), thread_name_prefix=f"exec-{execution.pk}"
         ) as pool,
     ):
+        run_host = partial(_run_host, execution, inputs, masker, writer=writer, stop=stop)
         # list() waits for every host; _run_host records its own errors.
-        list(pool.map(partial(_run_host, execution, inputs, writer=writer, stop=stop), host_runs))
+        list(pool.map(run_host, host_runs))
     return True
+
+
+class MaskedOutput:
+    """One host's output on its way to the writer, its secrets masked per stream as it
+    arrives: the raw bytes never reach the writer, the database or anything that reads it.
+
+    Masking here, in the host's thread, overlaps with the writer's database work."""
+
+    def __init__(self, writer: OutputWriter, host_run_id: int, masker: SecretMasker) -> None:
+        self._write = partial(writer.write, host_run_id)
+        self._streams = {name: masker.stream() for name in ("stdout", "stderr")} if masker else {}
+
+    def __call__(self, stream: ssh.Stream, data: bytes) -> None:
+        self._write(stream, self._streams[stream].feed(data) if self._streams else data)
+
+    def end(self) -> None:
+        """The host's streams ended: what was held back as a possible start of a secret."""
+        for stream, masked in self._streams.items():
+            self._write(stream, masked.finish())
 
 
 def _run_host(
     execution: Execution,
     inputs: RunInputs,
+    masker: SecretMasker,
     host_run: HostRun,
     *,
     writer: OutputWriter,
     stop: threading.Event,
 ) -> None:
     """One host, start to finish. Its database work runs on the writer's connection."""
+    output = MaskedOutput(writer, host_run.pk, masker)
 
     def finish(status: Status, *, exit_code: int | None = None, error: str = "") -> None:
+        output.end()
         # After the host's output is committed, together with the other hosts ending now.
         # An error message can quote what the script did: masked like its output.
-        end = services.HostEnd(host_run, status, exit_code, writer.mask_text(error))
+        end = services.HostEnd(host_run, status, exit_code, masker.mask_text(error))
         writer.call_together(services.finish_host_runs, end, after_output_of=host_run.pk)
 
     try:
@@ -114,7 +139,7 @@ def _run_host(
                 result = session.run(
                     execution.script.encode(),
                     execution.interpreter,
-                    partial(writer.write, host_run.pk),
+                    output,
                     stop=stop,
                     timeout=execution.timeout_seconds,
                     kill_grace=settings.EXECUTION_KILL_GRACE_SECONDS,

@@ -321,16 +321,15 @@ def test_streams_of_one_masker_are_independent() -> None:
     assert out.feed(b"ter2") == b"***"
 
 
-# Long random secrets: many forms, so that large buffers are sampled before finds.
+# Long random secrets with every character a shell quotes: many long forms.
 LONG_SECRETS = [
     "".join(random.Random(n).choices("abcdefXYZ0123456789 '\"$\\`!#%&*()[]{};:/+=", k=30))
     for n in range(8)
 ] + ["a multi-line secret\nwith a 'quote'\nand a \"third\" $line"]
 
 
-def test_long_forms_are_found_at_every_alignment_of_the_sampling() -> None:
+def test_every_form_is_found_at_every_offset() -> None:
     masker = SecretMasker(LONG_SECRETS)
-    assert masker._sampled, "enough long forms to sample"
     noise = filler(40)
     for form in masker.forms:
         for shift in range(16):
@@ -412,11 +411,10 @@ def test_any_split_masks_like_the_whole(secrets: list[str], data: st.DataObject)
 
 @HYPOTHESIS
 @given(secrets=st.lists(SECRET_TEXT, max_size=2), data=st.data())
-def test_any_split_masks_like_the_whole_with_sampling(
+def test_any_split_masks_like_the_whole_with_many_long_secrets(
     secrets: list[str], data: st.DataObject
 ) -> None:
     masker = SecretMasker(LONG_SECRETS + secrets)
-    assert masker._sampled, "enough long forms to sample"
     check_any_split(masker, data)
 
 
@@ -435,3 +433,15 @@ def test_no_form_survives_masking(secrets: list[str], data: st.DataObject) -> No
     masker = SecretMasker(secrets)
     masked = masker.mask(data.draw(some_bytes(sorted(masker.forms))))
     assert not [form for form in masker.forms if form in masked]
+
+
+def test_a_secret_with_many_lines_is_masked_with_the_larger_automaton() -> None:
+    rng = random.Random(7)
+    lines = ["".join(rng.choices("abcdefghijklmnopqrstuvwxyz0123456789", k=8)) for _ in range(900)]
+    masker = SecretMasker(["\n".join(lines)])
+    assert len(masker.forms) > masking._DFA_FORMS
+    data = b"".join(b"noise " + line.encode() + b" noise\n" for line in lines[::7])
+    assert masker.mask(data) == b"noise *** noise\n" * len(lines[::7])
+    stream = masker.stream()
+    pieces = [stream.feed(data[at : at + 97]) for at in range(0, len(data), 97)]
+    assert b"".join([*pieces, stream.finish()]) == masker.mask(data)
