@@ -13,7 +13,7 @@ from django.db import close_old_connections
 from django_q.brokers import get_broker
 from django_q.cluster import Cluster
 
-from executions import services
+from executions import reactions, services
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +23,8 @@ PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 class Command(BaseCommand):
     help = (
         "Run a django-q2 cluster (like qcluster) plus the reaper that marks executions of "
-        "dead workers as lost and re-queues executions whose task went missing. Run as many "
+        "dead workers as lost, re-queues executions whose task went missing and runs the "
+        "reactions to executions' events. Run as many "
         "as you like: reapers do not conflict. Whichever of its processes is killed, the "
         "rest exit within seconds, so a supervisor can start a fresh one."
     )
@@ -51,6 +52,7 @@ def _look_after_executions() -> None:
     try:
         services.reap_lost_executions()
         services.requeue_waiting_executions()
+        reactions.process_events()
     except Exception:
         logger.exception("looking after executions failed")
     finally:
