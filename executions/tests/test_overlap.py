@@ -231,3 +231,14 @@ def test_two_requests_at_the_same_moment_start_one_run(
     assert ExecutionEvent.objects.filter(execution__job=job).count() == (
         1 if concurrency == Concurrency.SKIP else 0
     )
+
+
+def test_the_dashboard_counts_a_skipped_run_as_neither_success_nor_failure(
+    make_server, make_job, client, superuser
+):
+    job = make_job("true", [make_server()], concurrency=Concurrency.SKIP)
+    start(job)
+    assert start(job).status == Status.SKIPPED
+    client.force_login(superuser)
+    counts = client.get("/").context["counts"]
+    assert (counts["total"], counts["succeeded"], counts["failed"]) == (2, 0, 0)
