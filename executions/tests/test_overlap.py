@@ -242,3 +242,14 @@ def test_the_dashboard_counts_a_skipped_run_as_neither_success_nor_failure(
     client.force_login(superuser)
     counts = client.get("/").context["counts"]
     assert (counts["total"], counts["succeeded"], counts["failed"]) == (2, 0, 0)
+
+
+def test_the_workers_reaper_round_starts_the_waiting_run(make_server, make_job, queued):
+    from executions.management.commands import worker
+
+    job = make_job("true", [make_server()], concurrency=Concurrency.QUEUE)
+    first, waiting = start(job), start(job)
+    finish(first)
+    worker._look_after_executions()
+    assert status_of(waiting) == Status.QUEUED
+    assert queued == [first.pk, waiting.pk]

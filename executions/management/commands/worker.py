@@ -18,6 +18,7 @@ from executions import reactions, services
 logger = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+EVENTS_PER_BATCH = 100
 
 
 class Command(BaseCommand):
@@ -52,7 +53,9 @@ def _look_after_executions() -> None:
     try:
         services.reap_lost_executions()
         services.requeue_waiting_executions()
-        reactions.process_events()
+        # Every event due, a batch at a time; one whose reactions failed waits for its lease.
+        while len(reactions.process_events(EVENTS_PER_BATCH)) == EVENTS_PER_BATCH:
+            pass
     except Exception:
         logger.exception("looking after executions failed")
     finally:
