@@ -197,7 +197,8 @@ def test_two_requests_at_the_same_moment_start_one_run(
 ):
     """Both requests look for a run in the way before either has recorded its own; each
     waits for the other right after its look. With the job locked, the second cannot look
-    until the first has recorded its run, and the meeting never happens."""
+    until the first has recorded its run, and the meeting never happens. (On SQLite the
+    transactions' write lock does that too; on PostgreSQL only the row lock does.)"""
     job = make_job("true", [make_server()], concurrency=concurrency)
     meeting = threading.Barrier(2, timeout=2)
     look = services._runs_in_the_way
@@ -251,5 +252,43 @@ def test_the_workers_reaper_round_starts_the_waiting_run(make_server, make_job, 
     first, waiting = start(job), start(job)
     finish(first)
     worker._look_after_executions()
+    assert status_of(waiting) == Status.QUEUED
+    assert queued == [first.pk, waiting.pk]
+
+
+def test_a_run_that_ends_while_the_next_is_being_made_to_wait_still_starts_it(
+    make_server, make_job, monkeypatch, queued
+):
+    """The run before ends, and its event is processed, between the new request's look and
+    its commit: the reaction waits for the job's lock, and then sees the waiting run. (On
+    SQLite the end itself waits for the write lock; on PostgreSQL only the row lock does.)"""
+    job = make_job("true", [make_server()], concurrency=Concurrency.QUEUE)
+    first = start(job)
+    assert services.claim_execution(first.pk, "worker")
+    look = services._runs_in_the_way
+    competitor: list[threading.Thread] = []
+
+    def end_first() -> None:
+        try:
+            finish(first)
+            reactions.process_events()
+        finally:
+            connection.close()
+
+    def look_then_end_first(job_id: int) -> list[Execution]:
+        found = look(job_id)
+        if not competitor:
+            competitor.append(threading.Thread(target=end_first))
+            competitor[0].start()
+            competitor[0].join(2)  # held by the lock until this request commits
+        return found
+
+    monkeypatch.setattr(services, "_runs_in_the_way", look_then_end_first)
+    waiting = start(job)
+    assert waiting.status == Status.WAITING
+    competitor[0].join(30)
+    assert not competitor[0].is_alive()
+
+    assert status_of(first) == Status.SUCCEEDED
     assert status_of(waiting) == Status.QUEUED
     assert queued == [first.pk, waiting.pk]
