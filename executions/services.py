@@ -189,7 +189,7 @@ def start_waiting_execution(job_id: int) -> int | None:
         if not Job.objects.select_for_update().filter(pk=job_id).exists():
             return None
         active = _runs_in_the_way(job_id)
-        if any(run.status != Status.WAITING for run in active) or not active:
+        if not active or any(run.status != Status.WAITING for run in active):
             return None
         execution_id = active[0].pk
         if not Execution.objects.filter(pk=execution_id, status=Status.WAITING).update(
