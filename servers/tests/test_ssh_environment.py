@@ -270,9 +270,7 @@ def test_values_show_in_no_command_line_other_environment_or_file(
         output.wait_for(b"interpreter")
         interpreter = int(output.stdout.split()[1])
         # Read once the script's `exec` is done: during it, environ reads back empty.
-        wait_until(
-            lambda: read_proc(interpreter, "cmdline").startswith(b"sleep"), 10, "the exec"
-        )
+        wait_until(lambda: read_proc(interpreter, "cmdline").startswith(b"sleep"), 10, "the exec")
         # The process the script runs in (here `sleep`, by exec) is where they belong.
         assert all(token.encode() in read_proc(interpreter, "environ") for token in tokens)
         listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, check=True).stdout
