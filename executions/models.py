@@ -13,6 +13,9 @@ from tsubame.crypto import SecretTextField
 class Status(models.TextChoices):
     """Statuses shared by executions and their host runs."""
 
+    # Of a job whose runs queue (Job.concurrency): held back until the job's run before it
+    # finishes; no task exists for it until then.
+    WAITING = "waiting", "Waiting"
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"
@@ -20,9 +23,11 @@ class Status(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
     TIMED_OUT = "timed_out", "Timed out"
     LOST = "lost", "Lost"
+    # Never ran: its job's runs do not overlap and one was queued or running.
+    SKIPPED = "skipped", "Skipped"
 
 
-ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
+ACTIVE_STATUSES = (Status.WAITING, Status.QUEUED, Status.RUNNING)
 FINISHED_STATUSES = tuple(s for s in Status if s not in ACTIVE_STATUSES)
 
 
@@ -202,3 +207,41 @@ class LogChunk(TeamOwned, models.Model):
 
     def __str__(self) -> str:
         return f"{self.execution_id}:{self.seq}"
+
+
+class ExecutionEvent(models.Model):
+    """A change of an execution's status, written in the transaction that made it.
+
+    What reacts to outcomes (a waiting run of the job starting, and later chains, retries,
+    notifications, metrics) reacts to these rows, never to the status itself; see
+    executions.reactions for how they are processed.
+    """
+
+    class Kind(models.TextChoices):
+        STARTED = "started", "Started"
+        SUCCEEDED = Status.SUCCEEDED.value, Status.SUCCEEDED.label
+        FAILED = Status.FAILED.value, Status.FAILED.label
+        CANCELLED = Status.CANCELLED.value, Status.CANCELLED.label
+        TIMED_OUT = Status.TIMED_OUT.value, Status.TIMED_OUT.label
+        LOST = Status.LOST.value, Status.LOST.label
+        SKIPPED = Status.SKIPPED.value, Status.SKIPPED.label
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # A processor holds the event until then (database clock); one that died meanwhile
+    # leaves it to the next processor once this has passed.
+    leased_until = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(
+                fields=["id"], condition=models.Q(processed_at=None), name="event_unprocessed"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.execution_id} {self.kind}"

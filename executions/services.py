@@ -3,7 +3,8 @@
 Admin actions, the API, the UI, schedules and webhooks call `start_execution` and
 `cancel_execution`; the worker calls the rest. Every transition is a conditional UPDATE on
 the current status, so a duplicated task, a second worker or a late reaper can never move
-an execution twice.
+an execution twice; the one that wins writes an ExecutionEvent in the same transaction,
+and whatever reacts to it does so in executions.reactions.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from django_q.tasks import async_task
 from accounts import audit
 from accounts.models import Source
 from executions import live
-from executions.models import ACTIVE_STATUSES, Execution, HostRun, Status, Trigger
+from executions.models import ACTIVE_STATUSES, Execution, ExecutionEvent, HostRun, Status, Trigger
 from jobs import parameters as job_parameters
-from jobs.models import Job
+from jobs.models import Concurrency, Job
 from servers.models import Server, Tag
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,13 @@ def start_execution(
     now; with neither given, the job's own default servers and tags. Parameter values are
     checked by `jobs.parameters.clean_values` (InvalidParameters names the bad ones) and
     nothing starts unless all of them are valid.
+
+    While a run of the job is waiting, queued or running, the job's `concurrency` decides:
+    `allow` starts this one too; `skip` records it as skipped (finished at once, never
+    run); `queue` makes it wait until the job has no queued or running run, and a request
+    while one already waits joins that one: the waiting execution is returned unchanged,
+    with the targets and parameter values of the request that created it. A later request
+    does not replace them: what was asked first, and audited, is what runs.
     """
     if not job.enabled:
         raise ExecutionError(f"job {job.name!r} is disabled")
@@ -91,7 +99,42 @@ def start_execution(
     secrets = {name: value for name, value in values.items() if name in secret_names}
 
     with transaction.atomic():
+        # Locked until the new run is recorded: of two requests at the same moment, the
+        # second sees the first's run. PostgreSQL locks the row; SQLite's transactions are
+        # IMMEDIATE (settings), so the database is locked from the transaction's start.
+        locked = Job.objects.select_for_update().filter(pk=job.pk)
+        concurrency = locked.values_list("concurrency", flat=True).first()
+        if concurrency is None:
+            raise ExecutionError(f"job {job.name!r} was deleted")
+        in_the_way = None
+        if concurrency != Concurrency.ALLOW:
+            in_the_way = _runs_in_the_way(job.pk)
+        details: dict[str, Any] = {"job": job.pk, "servers": sorted(s.pk for s in targets)}
+        if tag_names:
+            details["tags"] = tag_names
+        if values:
+            details["parameters"] = sorted(values)  # names only: values may be secret
+        if rerun_of is not None:
+            details["rerun_of"] = rerun_of.pk
+        waiting = next((r for r in in_the_way or () if r.status == Status.WAITING), None)
+        if concurrency == Concurrency.QUEUE and waiting is not None:
+            details["joined"] = waiting.pk
+            audit.record("run", waiting, actor=triggered_by, source=trigger, details=details)
+            return Execution.objects.get(pk=waiting.pk)
+        status, summary, finished_at = Status.QUEUED, "", None
+        if in_the_way and concurrency == Concurrency.SKIP:
+            status, finished_at = Status.SKIPPED, timezone.now()
+            summary = f"skipped: run #{in_the_way[0].pk} of this job was {in_the_way[0].status}"
+            secrets = {}  # never needed: erased with the outcome, as for every run
+            details["skipped_for"] = in_the_way[0].pk
+        elif in_the_way:
+            status, summary = Status.WAITING, f"waiting for run #{in_the_way[-1].pk} to finish"
+            details["waiting_for"] = in_the_way[-1].pk
         execution = Execution.objects.create(
+            status=status,
+            summary=summary,
+            finished_at=finished_at,
+            enqueued_at=timezone.now() if status == Status.QUEUED else None,
             team_id=job.team_id,
             job=job,
             job_name=job.name,
@@ -101,7 +144,7 @@ def start_execution(
             max_parallel=job.max_parallel,
             use_terminal=job.use_terminal,
             parameter_definitions=job.parameters,
-            parameters={name: None if name in secrets else v for name, v in values.items()},
+            parameters={name: None if name in secret_names else v for name, v in values.items()},
             secret_parameters=json.dumps(secrets) if secrets else None,
             secret_variables=sorted(job.secret_variables.values_list("name", flat=True)),
             target_tags=tag_names,
@@ -115,19 +158,47 @@ def start_execution(
                 server=server,
                 server_name=server.name,
                 address=server.address,
+                status=Status.SKIPPED if status == Status.SKIPPED else Status.QUEUED,
+                finished_at=finished_at,
             )
             for server in sorted(targets, key=lambda s: s.name)
         )
-        details: dict[str, Any] = {"job": job.pk, "servers": sorted(s.pk for s in targets)}
-        if tag_names:
-            details["tags"] = tag_names
-        if values:
-            details["parameters"] = sorted(values)  # names only: values may be secret
-        if rerun_of is not None:
-            details["rerun_of"] = rerun_of.pk
         audit.record("run", execution, actor=triggered_by, source=trigger, details=details)
-        transaction.on_commit(lambda: _enqueue(execution.pk))
+        if status == Status.SKIPPED:
+            ExecutionEvent.objects.create(execution=execution, kind=ExecutionEvent.Kind.SKIPPED)
+        elif status == Status.QUEUED:
+            transaction.on_commit(lambda: _enqueue(execution.pk))
     return execution
+
+
+def _runs_in_the_way(job_id: int) -> list[Execution]:
+    """The job's waiting, queued and running executions, oldest first."""
+    return list(
+        Execution.objects.filter(job_id=job_id, status__in=ACTIVE_STATUSES)
+        .only("pk", "status")
+        .order_by("created_at", "id")
+    )
+
+
+def start_waiting_execution(job_id: int) -> int | None:
+    """Hand the job's waiting execution to a worker if no run of the job is queued or
+    running any more; its id, or None if there was none to start (or another call started it).
+    """
+    with transaction.atomic():
+        # The lock start_execution takes: a run it is about to make wait is seen here.
+        if not Job.objects.select_for_update().filter(pk=job_id).exists():
+            return None
+        active = _runs_in_the_way(job_id)
+        if not active or any(run.status != Status.WAITING for run in active):
+            return None
+        execution_id = active[0].pk
+        if not Execution.objects.filter(pk=execution_id, status=Status.WAITING).update(
+            status=Status.QUEUED, enqueued_at=Now(), summary=""
+        ):
+            return None
+        live.ring_after_commit(execution_id)
+        transaction.on_commit(lambda: _enqueue(execution_id))
+    return execution_id
 
 
 def rerun_execution(
@@ -237,7 +308,7 @@ def _finish_unstarted(
         execution_id,
         status,
         summary,
-        guard=Q(status=Status.QUEUED),
+        guard=Q(status__in=[Status.WAITING, Status.QUEUED]),
         cancel_requested_at=timezone.now() if status == Status.CANCELLED else None,
         cancel_requested_by=user,
     )
@@ -258,8 +329,8 @@ def _finish(
     `guard` is what must still be true (still queued; still running; still without a
     heartbeat). It is checked by the same UPDATE that sets the outcome, so of any number of
     competitors (the worker, the reaper, a cancel, a duplicate) exactly one wins, and only
-    the winner closes the host runs left open and rings the doorbell. Reactions to an
-    outcome (notifications, chains, retries) belong here too, as a row this writes.
+    the winner closes the host runs left open, writes the outcome's event (what reactions
+    such as starting the job's waiting run react to) and rings the doorbell.
     """
     now = timezone.now()
     with transaction.atomic():
@@ -271,6 +342,7 @@ def _finish(
             HostRun.objects.filter(execution_id=execution_id, status__in=ACTIVE_STATUSES).update(
                 status=host_status or status, finished_at=now, error=host_error
             )
+            ExecutionEvent.objects.create(execution_id=execution_id, kind=status)
             live.ring_after_commit(execution_id)
     return bool(won)
 
@@ -282,12 +354,14 @@ def claim_execution(execution_id: int, worker: str) -> Execution | None:
     """Take a queued execution for this worker; None if anyone else has or had it."""
     # Times that the reaper compares come from the database's clock, so clock skew between
     # worker machines cannot make a live execution look dead.
-    claimed = Execution.objects.filter(pk=execution_id, status=Status.QUEUED).update(
-        status=Status.RUNNING, started_at=Now(), heartbeat_at=Now(), worker=worker
-    )
-    if not claimed:
-        return None
-    live.ring_after_commit(execution_id)
+    with transaction.atomic():
+        claimed = Execution.objects.filter(pk=execution_id, status=Status.QUEUED).update(
+            status=Status.RUNNING, started_at=Now(), heartbeat_at=Now(), worker=worker
+        )
+        if not claimed:
+            return None
+        ExecutionEvent.objects.create(execution_id=execution_id, kind=ExecutionEvent.Kind.STARTED)
+        live.ring_after_commit(execution_id)
     return Execution.objects.get(pk=execution_id)
 
 

@@ -41,6 +41,10 @@ def visible_executions(request: HttpRequest) -> Any:
     return policy.visible(Execution.objects.with_details(), request.user)
 
 
+# A skipped run never ran: neither a success nor a failure.
+NOT_FAILED = [Status.SUCCEEDED, Status.SKIPPED, *ACTIVE_STATUSES]
+
+
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
     executions = policy.visible(Execution.objects.all(), request.user)
@@ -49,7 +53,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     counts = recent.aggregate(
         total=Count("id"),
         succeeded=Count("id", filter=Q(status=Status.SUCCEEDED)),
-        failed=Count("id", filter=~Q(status__in=[Status.SUCCEEDED, *ACTIVE_STATUSES])),
+        failed=Count("id", filter=~Q(status__in=NOT_FAILED)),
     )
     duration = ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
     per_day = (
@@ -57,7 +61,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         .values("day")
         .annotate(
             succeeded=Count("id", filter=Q(status=Status.SUCCEEDED)),
-            failed=Count("id", filter=~Q(status__in=[Status.SUCCEEDED, *ACTIVE_STATUSES])),
+            failed=Count("id", filter=~Q(status__in=NOT_FAILED)),
             average=Avg(duration, filter=Q(finished_at__isnull=False, started_at__isnull=False)),
         )
         .order_by("day")

@@ -43,7 +43,15 @@ class JobAdmin(TeamScopedAdmin):
         ("Inputs", {"fields": ["parameters", "secret_variables"]}),
         (
             "Targets and limits",
-            {"fields": ["servers", "target_tags", "max_parallel", "timeout_seconds"]},
+            {
+                "fields": [
+                    "servers",
+                    "target_tags",
+                    "max_parallel",
+                    "timeout_seconds",
+                    "concurrency",
+                ]
+            },
         ),
     ]
 

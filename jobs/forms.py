@@ -57,6 +57,7 @@ class JobForm(forms.ModelForm):
             "max_parallel",
             "timeout_seconds",
             "use_terminal",
+            "concurrency",
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -64,6 +65,11 @@ class JobForm(forms.ModelForm):
         if self.instance.pk:
             # By name, as the field takes them (the model's initial has them as Tag objects).
             self.initial["target_tags"] = [t.name for t in self.instance.target_tags.all()]
+        # A post without it (a page or script from before it existed) keeps the job's rule.
+        self.fields["concurrency"].required = False
+
+    def clean_concurrency(self) -> str:
+        return self.cleaned_data["concurrency"] or self.instance.concurrency
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()

@@ -90,6 +90,14 @@ class SecretVariable(TeamOwned, models.Model):
             )
 
 
+class Concurrency(models.TextChoices):
+    """What a new run of a job does while another run of it is queued or running."""
+
+    ALLOW = "allow", "Run alongside"
+    SKIP = "skip", "Skip the new run"
+    QUEUE = "queue", "Queue the new run"
+
+
 class Job(TeamOwned, models.Model):
     team = models.ForeignKey("accounts.Team", on_delete=models.PROTECT, related_name="jobs")
     name = models.CharField(max_length=100)
@@ -154,6 +162,14 @@ class Job(TeamOwned, models.Model):
         help_text="Run under a pseudo-terminal: programs show colours and progress, and "
         "stdout and stderr come as one stream in the exact order written. Without one they "
         "are kept apart, in the order they arrive.",
+    )
+    concurrency = models.CharField(
+        max_length=10,
+        choices=Concurrency.choices,
+        default=Concurrency.ALLOW,
+        help_text="While a run of this job is queued or running, a new one (from a person, "
+        "the API, a schedule or a webhook) runs alongside it, is skipped (recorded as "
+        "skipped), or waits for it to finish (at most one waits; later ones join it).",
     )
     enabled = models.BooleanField(default=True)
 

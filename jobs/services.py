@@ -10,7 +10,7 @@ from django.db import transaction
 
 from accounts import audit, policy
 from accounts.models import Source
-from executions.models import ACTIVE_STATUSES, Execution
+from executions.models import ACTIVE_STATUSES, Execution, Status
 from jobs.models import Job, SecretVariable
 from servers.models import Server, Tag
 
@@ -59,7 +59,12 @@ def deletion_effects(job: Job, user: Any) -> JobDeletion:
 
 
 def delete_job(job: Job, *, actor: Any, source: Source) -> None:
+    from executions.services import cancel_execution  # executions.services imports jobs
+
     with transaction.atomic():
+        # A waiting run starts when its job's run before it ends; without its job, never.
+        for execution in job.executions.filter(status=Status.WAITING):
+            cancel_execution(execution, by=actor, source=source)
         audit.record("delete", job, actor=actor, source=source)
         job.delete()
 

@@ -259,6 +259,9 @@ EXECUTION_LOST_AFTER_SECONDS = envfloat("EXECUTION_LOST_AFTER_SECONDS", 30.0)
 EXECUTION_REAP_EVERY_SECONDS = envfloat("EXECUTION_REAP_EVERY_SECONDS", 10.0)
 # A queued execution no worker has claimed for this long gets its task queued again.
 EXECUTION_REQUEUE_AFTER_SECONDS = envfloat("EXECUTION_REQUEUE_AFTER_SECONDS", 300.0)
+# An execution event whose reactions failed (or whose processor died) is tried again after
+# this long; see executions.reactions.
+EXECUTION_EVENT_RETRY_SECONDS = envfloat("EXECUTION_EVENT_RETRY_SECONDS", 60.0)
 # How often a running execution checks for a cancel request.
 EXECUTION_CANCEL_POLL_SECONDS = envfloat("EXECUTION_CANCEL_POLL_SECONDS", 0.5)
 # The most servers one execution runs at the same time. Each holds a thread and an SSH

@@ -60,9 +60,11 @@ def remote_processes(tag: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def right_after_the_select(action: Callable[[], object]) -> Iterator[None]:
+def right_after_the_select(
+    action: Callable[[], object], table: str = "executions_execution"
+) -> Iterator[None]:
     """Run `action` once, right after the first select of executions (a reaper's or a
-    requeuer's), before the guarded update that follows it.
+    requeuer's; or of another table), before the guarded update that follows it.
 
     That puts a competitor exactly in the window that the update's re-check exists for.
     """
@@ -71,11 +73,11 @@ def right_after_the_select(action: Callable[[], object]) -> Iterator[None]:
     def wrapper(execute, sql, params, many, context):
         nonlocal fired
         result = execute(sql, params, many, context)
-        if not fired and sql.startswith("SELECT") and 'FROM "executions_execution"' in sql:
+        if not fired and sql.startswith("SELECT") and f'FROM "{table}"' in sql:
             fired = True
             action()
         return result
 
     with connection.execute_wrapper(wrapper):
         yield
-    assert fired, "nothing selected executions"
+    assert fired, f"nothing selected from {table}"

@@ -80,6 +80,7 @@ class JobSerializer(StrictModelSerializer):
             "timeout_seconds",
             "max_parallel",
             "use_terminal",
+            "concurrency",
             "enabled",
             "created_at",
             "updated_at",

@@ -13,17 +13,19 @@ from django.db import close_old_connections
 from django_q.brokers import get_broker
 from django_q.cluster import Cluster
 
-from executions import services
+from executions import reactions, services
 
 logger = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+EVENTS_PER_BATCH = 100
 
 
 class Command(BaseCommand):
     help = (
         "Run a django-q2 cluster (like qcluster) plus the reaper that marks executions of "
-        "dead workers as lost and re-queues executions whose task went missing. Run as many "
+        "dead workers as lost, re-queues executions whose task went missing and runs the "
+        "reactions to executions' events. Run as many "
         "as you like: reapers do not conflict. Whichever of its processes is killed, the "
         "rest exit within seconds, so a supervisor can start a fresh one."
     )
@@ -51,6 +53,9 @@ def _look_after_executions() -> None:
     try:
         services.reap_lost_executions()
         services.requeue_waiting_executions()
+        # Every event due, a batch at a time; one whose reactions failed waits for its lease.
+        while len(reactions.process_events(EVENTS_PER_BATCH)) == EVENTS_PER_BATCH:
+            pass
     except Exception:
         logger.exception("looking after executions failed")
     finally:

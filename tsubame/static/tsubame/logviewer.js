@@ -27,7 +27,7 @@
   const MAX_PARTIAL_CHARS = 16 * 1024;
   const MAX_LABEL = 24;
   const FAILED = new Set(["failed", "timed_out", "lost"]);
-  const ACTIVE = new Set(["queued", "running"]);
+  const ACTIVE = new Set(["waiting", "queued", "running"]);
   // Distinct on a dark background, none of them the red that marks stderr.
   const PALETTE = [
     "#58a6ff", "#7ee787", "#e3b341", "#d2a8ff", "#39c5cf", "#ffa657",
