@@ -66,7 +66,9 @@ class JobForm(forms.ModelForm):
             # By name, as the field takes them (the model's initial has them as Tag objects).
             self.initial["target_tags"] = [t.name for t in self.instance.target_tags.all()]
         # A post without it (a page or script from before it existed) keeps the job's rule.
-        self.fields["concurrency"].required = False
+        # The admin leaves it out altogether for those who may only look.
+        if "concurrency" in self.fields:
+            self.fields["concurrency"].required = False
 
     def clean_concurrency(self) -> str:
         return self.cleaned_data["concurrency"] or self.instance.concurrency

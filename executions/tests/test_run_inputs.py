@@ -11,6 +11,7 @@ import json
 import logging
 import shlex
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -239,12 +240,13 @@ def test_no_file_on_the_server_holds_a_value(make_server, make_job, in_backgroun
     job = make_job('echo started; sleep 3; echo "$TOKEN" > /dev/null', [make_server()])
     job.parameters = clean_definitions([{"name": "TOKEN", "type": "secret"}])
     job.save()
-    execution = start(job, parameters={"TOKEN": "file-probe-4f2c9a"})
+    probe = f"file-probe-{uuid.uuid4().hex}"  # made now: no file (this one) has it already
+    execution = start(job, parameters={"TOKEN": probe})
     in_background(lambda: runner.run_execution(execution.pk))
     # The script has its environment once it printed; the value is then wherever it will be.
     wait_until(lambda: LogChunk.objects.filter(execution=execution).exists(), 30, "the start")
     found = subprocess.run(
-        ["grep", "-rl", "file-probe-4f2c9a", "/tmp", "/var/tmp", "/var/lib/tsubame-ssh"],
+        ["grep", "-rl", probe, "/tmp", "/var/tmp", "/var/lib/tsubame-ssh"],
         capture_output=True,
         text=True,
     )

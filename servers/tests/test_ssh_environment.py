@@ -257,7 +257,8 @@ def test_values_show_in_no_command_line_other_environment_or_file(
     stop = threading.Event()
     output = Output()
     results: list[ssh.RunResult] = []
-    script = b'echo "interpreter $$"; exec sleep 60'
+    # Stopped by the test: long enough for its scans of /proc and every temp directory.
+    script = b'echo "interpreter $$"; exec sleep 600'
     runner = threading.Thread(
         target=lambda: results.append(
             session.run(
