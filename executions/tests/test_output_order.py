@@ -12,7 +12,7 @@ from executions.models import Execution, LogChunk, Status
 from executions.tests.helpers import run
 from servers.tests.test_output_order import ALTERNATING, EXPECTED
 
-RUNS, SPARE_RUNS = 3, 2
+RUNS, SPARE_RUNS = 3, 5
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
