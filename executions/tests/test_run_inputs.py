@@ -245,11 +245,13 @@ def test_no_file_on_the_server_holds_a_value(make_server, make_job, in_backgroun
     in_background(lambda: runner.run_execution(execution.pk))
     # The script has its environment once it printed; the value is then wherever it will be.
     wait_until(lambda: LogChunk.objects.filter(execution=execution).exists(), 30, "the start")
+    # Files written since the run began: other checkouts and databases in /tmp cannot hold it.
     found = subprocess.run(
-        ["grep", "-rl", probe, "/tmp", "/var/tmp", "/var/lib/tsubame-ssh"],
+        ["find", "/tmp", "/var/tmp", "/var/lib/tsubame-ssh", "-type", "f", "-mmin", "-2",
+         "-exec", "grep", "-l", probe, "{}", "+"],
         capture_output=True,
         text=True,
-    )
+    )  # fmt: skip
     assert found.stdout == ""
 
 
