@@ -31,7 +31,7 @@ from executions import live
 from executions.models import ACTIVE_STATUSES, Execution, ExecutionEvent, HostRun, Status, Trigger
 from jobs import parameters as job_parameters
 from jobs.models import Concurrency, Job
-from servers.models import Server, Tag
+from servers.models import Server
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def start_execution(
     if servers is None and tags is None:
         servers, tags = job.servers.all(), job.target_tags.values_list("name", flat=True)
     tag_names = sorted(set(tags or ()))
-    tagged = job.servers_tagged(list(Tag.objects.filter(name__in=tag_names)))
+    tagged = job.servers_tagged(tag_names)
     targets = {*(servers or ()), *tagged}
     if not targets:
         if tag_names:

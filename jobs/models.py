@@ -9,7 +9,7 @@ from django.db import models
 
 from accounts.ownership import TeamOwned
 from jobs import parameters
-from servers.models import Server, Tag
+from servers.models import Server
 from servers.ssh import INTERPRETER_PATTERN
 from tsubame.crypto import SecretTextField
 
@@ -211,8 +211,9 @@ class Job(TeamOwned, models.Model):
                 code="name_clash",
             )
 
-    def servers_tagged(self, tags: list[Tag]) -> list[Server]:
-        """The team's servers with any of `tags`, as they are now."""
-        if not tags:
+    def servers_tagged(self, tag_names: list[str]) -> list[Server]:
+        """The team's servers with any of the tags named, as they are now."""
+        if not tag_names:
             return []
-        return list(Server.objects.filter(team=self.team_id, tags__in=tags).distinct())
+        servers = Server.objects.filter(team=self.team_id, tags__name__in=tag_names)
+        return list(servers.distinct())
