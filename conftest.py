@@ -27,7 +27,7 @@ from tsubame.crypto import SecretTextField
 if TYPE_CHECKING:
     from servers.tests.sshd import LocalSshd
 
-pytest_plugins = ["servers.tests.sshd", "tsubame.tests.browser"]
+pytest_plugins = ["servers.tests.sshd", "servers.tests.arrivals", "tsubame.tests.browser"]
 
 
 def pytest_configure(config: pytest.Config) -> None:

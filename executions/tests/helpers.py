@@ -37,6 +37,17 @@ def output(execution: Execution, server: Server | None = None, stream: str | Non
     return b"".join(bytes(chunk.data) for chunk in chunks)
 
 
+def stored_lines(execution: Execution) -> list[tuple[str, str]]:
+    """Each stored line with its stream, in seq order; a line never spans two streams here."""
+    lines: list[tuple[str, str]] = []
+    text: dict[str, str] = {"stdout": "", "stderr": ""}
+    for chunk in LogChunk.objects.filter(execution=execution).order_by("seq"):
+        stream = LogChunk.Stream(chunk.stream).label
+        *complete, text[stream] = (text[stream] + bytes(chunk.data).decode()).split("\n")
+        lines += [(stream, line) for line in complete]
+    return lines
+
+
 def wait_until(condition: Callable[[], object], timeout: float, what: str) -> object:
     deadline = time.monotonic() + timeout
     while True:

@@ -9,10 +9,8 @@ from rest_framework.test import APIClient
 from accounts.models import ApiToken
 from executions import runner
 from executions.models import Execution, LogChunk, Status
-from executions.tests.helpers import run
-from servers.tests.test_output_order import ALTERNATING, EXPECTED
-
-RUNS, SPARE_RUNS = 3, 5
+from executions.tests.helpers import run, stored_lines
+from servers.tests.test_output_order import ALTERNATING, assert_arrival_order
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
@@ -24,17 +22,6 @@ def api(superuser) -> APIClient:
     return client
 
 
-def stored_lines(execution: Execution) -> list[tuple[str, str]]:
-    """Each stored line with its stream, in seq order; a line never spans two streams here."""
-    lines: list[tuple[str, str]] = []
-    text: dict[str, str] = {"stdout": "", "stderr": ""}
-    for chunk in LogChunk.objects.filter(execution=execution).order_by("seq"):
-        stream = LogChunk.Stream(chunk.stream).label
-        *complete, text[stream] = (text[stream] + bytes(chunk.data).decode()).split("\n")
-        lines += [(stream, line) for line in complete]
-    return lines
-
-
 def raw_log(api: APIClient, execution: Execution) -> bytes:
     response = api.get(f"/api/v1/executions/{execution.pk}/log/raw/")
     assert response.status_code == 200
@@ -42,22 +29,17 @@ def raw_log(api: APIClient, execution: Execution) -> bytes:
 
 
 def test_interleaved_output_is_stored_and_downloaded_in_arrival_order(
-    api, make_server, make_job, prompt_sshd
+    api, make_server, make_job, prompt_sshd, arrivals
 ):
-    # prompt_sshd: a normal sshd running late on a busy machine reorders these lines itself.
     job = make_job(ALTERNATING, [make_server(prompt_sshd)], interpreter="/usr/bin/python3")
-    # Like the SSH layer's test, a spare run for the rare run that sshd itself reorders.
-    exact = 0
-    for _attempt in range(RUNS + SPARE_RUNS):
+    for _run in range(3):
+        arrivals.clear()
         execution = run(job)
         assert execution.status == Status.SUCCEEDED
         lines = stored_lines(execution)
+        assert_arrival_order(lines, arrivals.lines())
         # However the server sent them, the download is the stored order.
         assert raw_log(api, execution) == "".join(f"{line}\n" for _, line in lines).encode()
-        exact += lines == EXPECTED
-        if exact == RUNS:
-            break
-    assert exact == RUNS
 
 
 def test_job_that_uses_a_terminal_stores_one_stream_in_written_order(
