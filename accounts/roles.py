@@ -32,6 +32,13 @@ MANAGER = [
     "jobs.add_secretvariable",
     "jobs.change_secretvariable",
     "jobs.delete_secretvariable",
+    "jobs.add_schedule",
+    "jobs.change_schedule",
+    "jobs.delete_schedule",
+    "jobs.view_webhook",
+    "jobs.add_webhook",
+    "jobs.change_webhook",
+    "jobs.delete_webhook",
     "accounts.manage_members",
     "accounts.view_team_audit",
 ]

@@ -25,6 +25,8 @@ class Status(models.TextChoices):
     LOST = "lost", "Lost"
     # Never ran: its job's runs do not overlap and one was queued or running.
     SKIPPED = "skipped", "Skipped"
+    # Never ran: a schedule's slot that passed while no scheduler could start it in time.
+    MISSED = "missed", "Missed"
 
 
 ACTIVE_STATUSES = (Status.WAITING, Status.QUEUED, Status.RUNNING)
@@ -75,6 +77,14 @@ class Execution(TeamOwned, models.Model):
     )
 
     trigger = models.CharField(max_length=20, choices=Trigger.choices)
+    # A scheduled run: its schedule, and the slot (the time the schedule named) it is for.
+    schedule = models.ForeignKey(
+        "jobs.Schedule", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    scheduled_for = models.DateTimeField(null=True, blank=True)
+    webhook = models.ForeignKey(
+        "jobs.Webhook", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     triggered_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -225,6 +235,7 @@ class ExecutionEvent(models.Model):
         TIMED_OUT = Status.TIMED_OUT.value, Status.TIMED_OUT.label
         LOST = Status.LOST.value, Status.LOST.label
         SKIPPED = Status.SKIPPED.value, Status.SKIPPED.label
+        MISSED = Status.MISSED.value, Status.MISSED.label
 
     execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=20, choices=Kind.choices)

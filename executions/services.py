@@ -14,7 +14,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -30,7 +30,7 @@ from accounts.models import Source
 from executions import live
 from executions.models import ACTIVE_STATUSES, Execution, ExecutionEvent, HostRun, Status, Trigger
 from jobs import parameters as job_parameters
-from jobs.models import Concurrency, Job
+from jobs.models import Concurrency, Job, Schedule, Webhook
 from servers.models import Server
 
 logger = logging.getLogger(__name__)
@@ -57,6 +57,10 @@ def start_execution(
     tags: Iterable[str] | None = None,
     parameters: Mapping[str, Any] | None = None,
     rerun_of: Execution | None = None,
+    schedule: Schedule | None = None,
+    scheduled_for: datetime | None = None,
+    webhook: Webhook | None = None,
+    missed: str = "",
 ) -> Execution:
     """Snapshot the job, its targets and its parameter values into a queued execution and
     hand it to a worker.
@@ -72,6 +76,9 @@ def start_execution(
     while one already waits joins that one: the waiting execution is returned unchanged,
     with the targets and parameter values of the request that created it. A later request
     does not replace them: what was asked first, and audited, is what runs.
+
+    A schedule's slot that cannot start in time is recorded with `missed`, the reason: a
+    finished execution with status missed, whatever the job's other runs are doing.
     """
     if not job.enabled:
         raise ExecutionError(f"job {job.name!r} is disabled")
@@ -107,7 +114,7 @@ def start_execution(
         if concurrency is None:
             raise ExecutionError(f"job {job.name!r} was deleted")
         in_the_way = None
-        if concurrency != Concurrency.ALLOW:
+        if concurrency != Concurrency.ALLOW and not missed:
             in_the_way = _runs_in_the_way(job.pk)
         details: dict[str, Any] = {"job": job.pk, "servers": sorted(s.pk for s in targets)}
         if tag_names:
@@ -116,13 +123,20 @@ def start_execution(
             details["parameters"] = sorted(values)  # names only: values may be secret
         if rerun_of is not None:
             details["rerun_of"] = rerun_of.pk
+        if schedule is not None:
+            details["schedule"] = schedule.pk
+            details["scheduled_for"] = scheduled_for.isoformat() if scheduled_for else None
+        if webhook is not None:
+            details["webhook"] = webhook.pk
         waiting = next((r for r in in_the_way or () if r.status == Status.WAITING), None)
         if concurrency == Concurrency.QUEUE and waiting is not None:
             details["joined"] = waiting.pk
             audit.record("run", waiting, actor=triggered_by, source=trigger, details=details)
             return Execution.objects.get(pk=waiting.pk)
         status, summary, finished_at = Status.QUEUED, "", None
-        if in_the_way and concurrency == Concurrency.SKIP:
+        if missed:
+            status, summary, finished_at, secrets = Status.MISSED, missed, timezone.now(), {}
+        elif in_the_way and concurrency == Concurrency.SKIP:
             status, finished_at = Status.SKIPPED, timezone.now()
             summary = f"skipped: run #{in_the_way[0].pk} of this job was {in_the_way[0].status}"
             secrets = {}  # never needed: erased with the outcome, as for every run
@@ -149,6 +163,9 @@ def start_execution(
             secret_variables=sorted(job.secret_variables.values_list("name", flat=True)),
             target_tags=tag_names,
             rerun_of=rerun_of,
+            schedule=schedule,
+            scheduled_for=scheduled_for,
+            webhook=webhook,
             trigger=trigger,
             triggered_by=triggered_by if getattr(triggered_by, "pk", None) else None,
         )
@@ -158,14 +175,14 @@ def start_execution(
                 server=server,
                 server_name=server.name,
                 address=server.address,
-                status=Status.SKIPPED if status == Status.SKIPPED else Status.QUEUED,
+                status=status if status in (Status.SKIPPED, Status.MISSED) else Status.QUEUED,
                 finished_at=finished_at,
             )
             for server in sorted(targets, key=lambda s: s.name)
         )
         audit.record("run", execution, actor=triggered_by, source=trigger, details=details)
-        if status == Status.SKIPPED:
-            ExecutionEvent.objects.create(execution=execution, kind=ExecutionEvent.Kind.SKIPPED)
+        if status in (Status.SKIPPED, Status.MISSED):
+            ExecutionEvent.objects.create(execution=execution, kind=status)
         elif status == Status.QUEUED:
             transaction.on_commit(lambda: _enqueue(execution.pk))
     return execution

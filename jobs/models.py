@@ -9,6 +9,7 @@ from django.db import models
 
 from accounts.ownership import TeamOwned
 from jobs import parameters
+from jobs.schedules import validate_cron, validate_zone
 from servers.models import Server
 from servers.ssh import INTERPRETER_PATTERN
 from tsubame.crypto import SecretTextField
@@ -217,3 +218,154 @@ class Job(TeamOwned, models.Model):
             return []
         servers = Server.objects.filter(team=self.team_id, tags__name__in=tag_names)
         return list(servers.distinct())
+
+
+def default_zone() -> str:
+    return settings.TIME_ZONE
+
+
+class MissedRuns(models.TextChoices):
+    """What a schedule does with slots that passed while no scheduler was running."""
+
+    SKIP = "skip", "Skip them"
+    RUN_ONCE = "run_once", "Run once, if within the start deadline"
+
+
+class Schedule(TeamOwned, models.Model):
+    """When a job runs by itself: a cron expression in a time zone, with the run's inputs.
+
+    `next_run_at` is the next slot in UTC; the scheduler (jobs.scheduler) fires a slot by
+    moving it on with a guarded update, so each slot fires once however many workers tick.
+    """
+
+    team_path = "job__team_id"
+    # Whoever sees the job sees its schedules; changing them is the managers' (add/change/
+    # delete_schedule).
+    view_permission = "jobs.view_job"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="schedules")
+    name = models.CharField(max_length=100, blank=True)
+    cron = models.CharField(
+        "cron expression",
+        max_length=200,
+        validators=[validate_cron],
+        help_text="minute hour day-of-month month day-of-week, e.g. 30 2 * * * (02:30 daily).",
+    )
+    timezone = models.CharField(
+        "time zone",
+        max_length=64,
+        default=default_zone,
+        validators=[validate_zone],
+        help_text="The zone the expression's times are in, e.g. Europe/Berlin.",
+    )
+    parameters = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Parameter values for each run; secret ones are kept encrypted instead.",
+    )
+    secret_parameters = SecretTextField(blank=True, null=True)
+    servers = models.ManyToManyField(
+        "servers.Server",
+        blank=True,
+        related_name="+",
+        help_text="Targets of its runs; with none and no tags, the job's default targets.",
+    )
+    target_tags = models.ManyToManyField("servers.Tag", blank=True, related_name="+")
+    enabled = models.BooleanField(default=True, help_text="A paused schedule starts nothing.")
+    missed_runs = models.CharField(
+        max_length=10,
+        choices=MissedRuns.choices,
+        default=MissedRuns.SKIP,
+        help_text="Slots that passed while tsubame's workers were down (or more than "
+        "SCHEDULE_MISFIRE_GRACE_SECONDS late) are recorded as missed; with run once, the "
+        "latest of them runs once if that is within the start deadline of its time.",
+    )
+    start_deadline_seconds = models.PositiveIntegerField(
+        default=3600,
+        validators=[MinValueValidator(1)],
+        help_text="Run once: how late a missed slot may still start.",
+    )
+    next_run_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_slot_at = models.DateTimeField(null=True, blank=True)
+    # Why the last slot started nothing (the job disabled, a parameter no longer valid...).
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["job", "id"]
+
+    def __str__(self) -> str:
+        return self.name or f"{self.cron} ({self.timezone})"
+
+
+class WebhookMode(models.TextChoices):
+    STANDARD = "standard", "Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature)"
+    GITHUB = "github", "GitHub (X-Hub-Signature-256, X-GitHub-Delivery)"
+
+
+class Webhook(TeamOwned, models.Model):
+    """A URL that starts a job when a signed request arrives (jobs.webhooks)."""
+
+    team_path = "job__team_id"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="webhooks")
+    name = models.CharField(max_length=100)
+    # The unguessable part of the URL /hooks/<key>/.
+    key = models.CharField(max_length=64, unique=True)
+    mode = models.CharField(
+        max_length=10, choices=WebhookMode.choices, default=WebhookMode.STANDARD
+    )
+    # whsec_<base64>; during a rotation the previous one is accepted too, until retired.
+    secret = SecretTextField(blank=True, null=True)
+    previous_secret = SecretTextField(blank=True, null=True)
+    # {"PARAMETER": "dotted.path.in.the.body"}
+    parameter_map = models.JSONField(default=dict, blank=True)
+    filter_path = models.CharField(max_length=200, blank=True)
+    filter_value = models.CharField(max_length=1000, blank=True)
+    rate_limit_per_minute = models.PositiveIntegerField(
+        default=60, validators=[MinValueValidator(1)]
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["job", "name"]
+        constraints = [models.UniqueConstraint(fields=["job", "name"], name="webhook_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class WebhookDelivery(TeamOwned, models.Model):
+    """One request to a webhook's URL, accepted or not, for its managers to see."""
+
+    team_path = "webhook__job__team_id"
+    view_permission = "jobs.view_webhook"
+
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
+    # The sender's delivery id (webhook-id or X-GitHub-Delivery), "" if it sent none.
+    delivery_id = models.CharField(max_length=200, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    accepted = models.BooleanField(default=False)
+    status_code = models.PositiveSmallIntegerField()
+    reason = models.TextField(blank=True)
+    execution = models.ForeignKey(
+        "executions.Execution", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            # A delivery id starts at most one run: the second of two at once fails here.
+            models.UniqueConstraint(
+                fields=["webhook", "delivery_id"],
+                condition=models.Q(accepted=True),
+                name="webhook_delivery_once",
+            )
+        ]
+        verbose_name_plural = "webhook deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.delivery_id or 'delivery'} to {self.webhook}"

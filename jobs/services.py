@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from accounts import audit, policy
 from accounts.models import Source
 from executions.models import ACTIVE_STATUSES, Execution, Status
-from jobs.models import Job, SecretVariable
+from jobs import parameters, schedules
+from jobs.models import Job, Schedule, SecretVariable
 from servers.models import Server, Tag
 
 
@@ -36,6 +40,11 @@ def save_job(
             job.target_tags.set([Tag.named(tag) for tag in target_tags])
         if secret_variables is not None:
             job.secret_variables.set(secret_variables)
+        if "enabled" in changed_fields and job.enabled:
+            # Slots that passed while the job was disabled were not missed: nothing was due.
+            for schedule in job.schedules.filter(enabled=True):
+                schedule.next_run_at = next_run(schedule)
+                schedule.save(update_fields=["next_run_at"])
         audit.record_saved(
             job, created=created, actor=actor, source=source, changed_fields=changed_fields
         )
@@ -67,6 +76,60 @@ def delete_job(job: Job, *, actor: Any, source: Source) -> None:
             cancel_execution(execution, by=actor, source=source)
         audit.record("delete", job, actor=actor, source=source)
         job.delete()
+
+
+def next_run(schedule: Schedule) -> datetime | None:
+    """The schedule's first slot from now on; None while it is paused."""
+    if not schedule.enabled:
+        return None
+    return schedules.next_slot(schedule.cron, schedule.timezone, timezone.now())
+
+
+def save_schedule(
+    schedule: Schedule,
+    *,
+    actor: Any,
+    source: Source,
+    values: Mapping[str, Any] | None = None,
+    servers: Iterable[Server] | None = None,
+    target_tags: Iterable[Tag | str] | None = None,
+    changed_fields: Iterable[str] = (),
+) -> Schedule:
+    """Create or change a schedule with its audit row. Its next run is computed from now:
+    a new schedule never fires at once, and a paused one resumes at its next slot.
+
+    `values` (parameter values, secret ones included) are checked against the job's
+    parameters as for a run (ParameterErrors) and again when each run starts; the secret
+    ones are kept encrypted.
+    """
+    created = schedule._state.adding
+    if values is not None:
+        cleaned = parameters.clean_values(schedule.job.parameters, values)
+        secret = set(parameters.secret_names(schedule.job.parameters))
+        schedule.parameters = {n: v for n, v in cleaned.items() if n not in secret}
+        secrets = {n: v for n, v in cleaned.items() if n in secret}
+        schedule.secret_parameters = json.dumps(secrets) if secrets else None
+    if servers is not None:
+        servers = list(servers)
+        schedule.job.clean_targets(servers)
+    schedule.next_run_at = next_run(schedule)
+    with transaction.atomic():
+        schedule.save()
+        if servers is not None:
+            schedule.servers.set(servers)
+        if target_tags is not None:
+            schedule.target_tags.set([Tag.named(tag) for tag in target_tags])
+        audit.record_saved(
+            schedule, created=created, actor=actor, source=source, changed_fields=changed_fields
+        )
+    return schedule
+
+
+def delete_schedule(schedule: Schedule, *, actor: Any, source: Source) -> None:
+    """Its runs stay, naming the schedule no more."""
+    with transaction.atomic():
+        audit.record("delete", schedule, actor=actor, source=source)
+        schedule.delete()
 
 
 def save_secret_variable(

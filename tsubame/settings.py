@@ -262,6 +262,10 @@ EXECUTION_REQUEUE_AFTER_SECONDS = envfloat("EXECUTION_REQUEUE_AFTER_SECONDS", 30
 # An execution event whose reactions failed (or whose processor died) is tried again after
 # this long; see executions.reactions.
 EXECUTION_EVENT_RETRY_SECONDS = envfloat("EXECUTION_EVENT_RETRY_SECONDS", 60.0)
+# Each worker fires due schedule slots and reacts to execution events this often.
+SCHEDULE_TICK_SECONDS = envfloat("SCHEDULE_TICK_SECONDS", 1.0)
+# A slot fired later than this after its time was missed (see jobs.scheduler).
+SCHEDULE_MISFIRE_GRACE_SECONDS = envfloat("SCHEDULE_MISFIRE_GRACE_SECONDS", 60.0)
 # How often a running execution checks for a cancel request.
 EXECUTION_CANCEL_POLL_SECONDS = envfloat("EXECUTION_CANCEL_POLL_SECONDS", 0.5)
 # The most servers one execution runs at the same time. Each holds a thread and an SSH

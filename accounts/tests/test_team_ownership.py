@@ -24,7 +24,7 @@ from accounts.models import AuditEvent, Membership, Role, Source, Team
 from accounts.ownership import is_team_owned, team_id_of, view_permission
 from accounts.roles import DEFAULT_PERMISSIONS, MANAGER, role_group
 from executions.models import Execution, HostRun, LogChunk
-from jobs.models import Job, SecretVariable
+from jobs.models import Job, Schedule, SecretVariable, Webhook, WebhookDelivery
 from servers.models import Server
 
 pytestmark = pytest.mark.django_db
@@ -54,6 +54,15 @@ def chunk_in(team: Team) -> LogChunk:
     )
 
 
+def schedule_in(team: Team) -> Schedule:
+    return Schedule.objects.create(job=FACTORIES[Job](team), cron="0 3 * * *", timezone="UTC")
+
+
+def webhook_in(team: Team) -> Webhook:
+    job = FACTORIES[Job](team)
+    return Webhook.objects.create(job=job, name="hook", key=f"key-{next(serial)}")
+
+
 def membership_in(team: Team) -> Membership:
     user = User.objects.create_user(f"member-{next(serial)}")
     return Membership.objects.create(team=team, user=user, role=role_group(Role.VIEWER))
@@ -72,6 +81,11 @@ FACTORIES: dict[type[Model], Callable[[Team], Model]] = {
     Job: lambda team: Job.objects.create(team=team, name=f"j-{next(serial)}", script="true"),
     SecretVariable: lambda team: SecretVariable.objects.create(
         team=team, name=f"S_{next(serial)}", value="secret-value"
+    ),
+    Schedule: schedule_in,
+    Webhook: webhook_in,
+    WebhookDelivery: lambda team: WebhookDelivery.objects.create(
+        webhook=webhook_in(team), status_code=401
     ),
     Execution: execution_in,
     HostRun: host_run_in,

@@ -1,25 +1,15 @@
 """Installations whose role groups exist already: the manager role gets the secret variable
-permissions that accounts.roles gives it on a new installation. Other groups are left alone."""
+permissions that accounts.roles gives it on a new installation."""
 
-from django.contrib.auth.management import create_permissions
 from django.db import migrations
+
+from accounts.grants import grant
 
 CODENAMES = [f"{verb}_secretvariable" for verb in ("view", "add", "change", "delete")]
 
 
-def grant(apps, schema_editor):
-    # Permissions are normally created after migrating; this one needs them now.
-    config = apps.get_app_config("jobs")
-    config.models_module = True
-    try:
-        create_permissions(config, apps=apps, verbosity=0)
-    finally:
-        config.models_module = None
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    permissions = Permission.objects.filter(content_type__app_label="jobs", codename__in=CODENAMES)
-    for group in Group.objects.filter(name="Team manager"):
-        group.permissions.add(*permissions)
+def grant_to_managers(apps, schema_editor):
+    grant(apps, "Team manager", "jobs", CODENAMES)
 
 
 class Migration(migrations.Migration):
@@ -29,4 +19,4 @@ class Migration(migrations.Migration):
         ("contenttypes", "0002_remove_content_type_name"),
     ]
 
-    operations = [migrations.RunPython(grant, migrations.RunPython.noop)]
+    operations = [migrations.RunPython(grant_to_managers, migrations.RunPython.noop)]

@@ -17,26 +17,29 @@ class ServiceWriteMixin(mixins.CreateModelMixin, mixins.UpdateModelMixin, mixins
     row in one transaction (`save_service = staticmethod(services.save_server)`).
 
     Creating needs the add permission in the chosen team; moving needs it in the new one.
+    An object that belongs to a team through another (a job's schedule) names that field in
+    `owner_field`: the permission is then checked on the object it names.
     A service takes the object's many-to-many values as keyword arguments named after the
     fields (`tags=`, `servers=`).
     """
 
     save_service: ClassVar[Callable[..., Model]]
     delete_service: ClassVar[Callable[..., None]]
+    owner_field: ClassVar[str] = "team"
 
     def _add_perm(self) -> str:
         meta = self.get_queryset().model._meta
         return f"{meta.app_label}.add_{meta.model_name}"
 
     def perform_create(self, serializer: BaseSerializer[Any]) -> None:
-        self.require(self._add_perm(), serializer.validated_data["team"])
+        self.require(self._add_perm(), serializer.validated_data[self.owner_field])
         model = self.get_queryset().model
         serializer.instance = self._save(model(), serializer.validated_data)
 
     def perform_update(self, serializer: BaseSerializer[Any]) -> None:
-        team = serializer.validated_data.get("team")
-        if team is not None and team.pk != serializer.instance.team_id:
-            self.require(self._add_perm(), team)
+        owner = serializer.validated_data.get(self.owner_field)
+        if owner is not None and owner.pk != getattr(serializer.instance, f"{self.owner_field}_id"):
+            self.require(self._add_perm(), owner)
         self._save(serializer.instance, serializer.validated_data)
 
     def perform_destroy(self, instance: Model) -> None:

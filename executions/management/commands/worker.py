@@ -14,6 +14,7 @@ from django_q.brokers import get_broker
 from django_q.cluster import Cluster
 
 from executions import reactions, services
+from jobs import scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +24,8 @@ EVENTS_PER_BATCH = 100
 
 class Command(BaseCommand):
     help = (
-        "Run a django-q2 cluster (like qcluster) plus the reaper that marks executions of "
+        "Run a django-q2 cluster (like qcluster) plus the scheduler that starts scheduled "
+        "runs and the reaper that marks executions of "
         "dead workers as lost, re-queues executions whose task went missing and runs the "
         "reactions to executions' events. Run as many "
         "as you like: reapers do not conflict. Whichever of its processes is killed, the "
@@ -41,18 +43,26 @@ class Command(BaseCommand):
         # start() forks the sentinel and returns once it runs; the cluster's signal
         # handlers stop it on SIGTERM/SIGINT, which ends the loop below.
         cluster.start()
+        reaped_at = 0.0
         while cluster.sentinel.is_alive():
-            _look_after_executions()
-            cluster.sentinel.join(settings.EXECUTION_REAP_EVERY_SECONDS)
+            reap = time.monotonic() - reaped_at >= settings.EXECUTION_REAP_EVERY_SECONDS
+            if reap:
+                reaped_at = time.monotonic()
+            _look_after_executions(reap=reap)
+            cluster.sentinel.join(settings.SCHEDULE_TICK_SECONDS)
         if cluster.sentinel.exitcode != 0:
             # Killed rather than stopped: its children died with it (see _die_with_parent).
             raise CommandError(f"the task cluster died (exit code {cluster.sentinel.exitcode})")
 
 
-def _look_after_executions() -> None:
+def _look_after_executions(reap: bool = True) -> None:
+    """One tick: fire due schedules and react to events; when `reap`, also mark lost
+    executions and requeue those whose task went missing."""
     try:
-        services.reap_lost_executions()
-        services.requeue_waiting_executions()
+        if reap:
+            services.reap_lost_executions()
+            services.requeue_waiting_executions()
+        scheduler.fire_due_schedules()
         # Every event due, a batch at a time; one whose reactions failed waits for its lease.
         while len(reactions.process_events(EVENTS_PER_BATCH)) == EVENTS_PER_BATCH:
             pass

@@ -1,0 +1,157 @@
+"""The scheduler: starts the runs of schedules whose slot has come.
+
+Every worker calls `fire_due_schedules` every SCHEDULE_TICK_SECONDS (executions' `worker`
+command): no extra process, and any number of workers may tick at once. A slot fires by
+moving its schedule's `next_run_at` on with an update guarded by the value it read, in the
+transaction that starts the run, so of any number of ticks exactly one wins the slot.
+
+A slot fired more than SCHEDULE_MISFIRE_GRACE_SECONDS after its time was missed (no worker
+was running, or the workers were too busy). However many slots a schedule missed, the next
+tick handles them once, never a flood: under `skip` they are recorded as one missed run;
+under `run_once` the latest of them runs, if its time is within the schedule's start
+deadline, and is recorded as missed otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta
+
+from cronsim import CronSimError
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from executions import services
+from executions.models import Execution, Trigger
+from jobs import schedules
+from jobs.models import MissedRuns, Schedule
+
+logger = logging.getLogger(__name__)
+
+# Counting the slots a long outage missed stops here (an every-minute schedule down a year
+# has half a million); the summary then says "more than".
+COUNT_LIMIT = 10_000
+
+
+def due_schedules(now: datetime, limit: int) -> list[Schedule]:
+    """Enabled schedules of enabled jobs whose next slot has come: one query when none are,
+    three when some are (their jobs come along; their targets are prefetched)."""
+    due = Schedule.objects.filter(enabled=True, job__enabled=True, next_run_at__lte=now)
+    return list(
+        due.select_related("job")
+        .prefetch_related("servers", "target_tags")
+        .order_by("next_run_at", "id")[:limit]
+    )
+
+
+def fire_due_schedules(now: datetime | None = None, batch: int = 500) -> list[int]:
+    """Fire every due slot, `batch` schedules at a time; the ids of the executions started
+    or recorded as missed. Safe to call from any number of processes at once."""
+    now = now or timezone.now()
+    started = []
+    while True:
+        due = due_schedules(now, batch)
+        for schedule in due:
+            started += fire(schedule, now)
+        if len(due) < batch:
+            return started
+
+
+def fire(schedule: Schedule, now: datetime) -> list[int]:
+    """Fire the schedule's due slots if no other tick has; see the module's docstring."""
+    first = schedule.next_run_at
+    assert first is not None
+    try:
+        latest, previous, count, following = _due_slots(schedule, first, now)
+    except (CronSimError, ValidationError) as exc:
+        # Only a database edited by hand (or a time zone gone from the system) gets here.
+        Schedule.objects.filter(pk=schedule.pk, next_run_at=first).update(
+            next_run_at=None, last_error=f"cannot compute its next run: {exc}"
+        )
+        return []
+    on_time = now - latest <= timedelta(seconds=settings.SCHEDULE_MISFIRE_GRACE_SECONDS)
+    catch_up = schedule.missed_runs == MissedRuns.RUN_ONCE and now - latest <= timedelta(
+        seconds=schedule.start_deadline_seconds
+    )
+    with transaction.atomic():
+        won = Schedule.objects.filter(pk=schedule.pk, next_run_at=first, enabled=True).update(
+            next_run_at=following, last_slot_at=latest, last_error=""
+        )
+        if not won:
+            return []  # another tick fired it, or it was paused or changed meanwhile
+        recorded = []
+        try:
+            if on_time:
+                if count > 1:  # a late tick after an outage that ended just in time
+                    assert previous is not None
+                    reason = _missed_reason(schedule, first, previous, count - 1, now)
+                    recorded.append(_start(schedule, previous, missed=reason))
+                recorded.append(_start(schedule, latest))
+            elif catch_up:  # one run for them all
+                recorded.append(_start(schedule, latest))
+            else:
+                reason = _missed_reason(schedule, first, latest, count, now)
+                recorded.append(_start(schedule, latest, missed=reason))
+        except services.ExecutionError as exc:
+            logger.warning("schedule %s: its run of %s did not start: %s", schedule.pk, latest, exc)
+            Schedule.objects.filter(pk=schedule.pk).update(
+                last_error=f"{latest:%Y-%m-%d %H:%M} UTC: {exc}"
+            )
+    return [execution.pk for execution in recorded]
+
+
+def _due_slots(
+    schedule: Schedule, first: datetime, now: datetime
+) -> tuple[datetime, datetime | None, int, datetime | None]:
+    """From the first due slot: the latest due one, the one before it, how many are due, and
+    the first one after `now` (None if there is none)."""
+    latest, previous, count = first, None, 1
+    for later in schedules.slots(schedule.cron, schedule.timezone, first):
+        if later > now:
+            return latest, previous, count, later
+        latest, previous, count = later, latest, count + 1
+        if count > COUNT_LIMIT:
+            latest, previous = schedules.last_slots(schedule.cron, schedule.timezone, now)
+            return (
+                latest,
+                previous,
+                count,
+                schedules.next_slot(schedule.cron, schedule.timezone, now),
+            )
+    return latest, previous, count, None
+
+
+def _missed_reason(
+    schedule: Schedule, first: datetime, last: datetime, count: int, now: datetime
+) -> str:
+    zone = schedules.zone(schedule.timezone)
+    when = f"{last.astimezone(zone):%Y-%m-%d %H:%M %Z}"
+    if count > 1:
+        more = "more than " if count > COUNT_LIMIT else ""
+        when = f"{more}{count:,} runs from {first.astimezone(zone):%Y-%m-%d %H:%M %Z} to {when}"
+    else:
+        when = f"the run of {when}"
+    late = int((now - last).total_seconds())
+    return f"missed: {when} could not start in time (no worker fired it until {late:,} s later)"
+
+
+def _start(schedule: Schedule, slot: datetime, missed: str = "") -> Execution:
+    values = dict(schedule.parameters)
+    if schedule.secret_parameters:
+        values.update(json.loads(schedule.secret_parameters))
+    servers = list(schedule.servers.all())
+    tags = [tag.name for tag in schedule.target_tags.all()]
+    targeted = bool(servers or tags)
+    return services.start_execution(
+        schedule.job,
+        trigger=Trigger.SCHEDULE,
+        servers=servers if targeted else None,
+        tags=tags if targeted else None,
+        parameters=values,
+        schedule=schedule,
+        scheduled_for=slot,
+        missed=missed,
+    )
