@@ -2,7 +2,7 @@ import django_filters
 
 from accounts import policy
 from accounts.models import Team
-from jobs.models import Job, SecretVariable
+from jobs.models import Job, Schedule, SecretVariable
 
 
 class JobFilter(django_filters.FilterSet):
@@ -26,3 +26,11 @@ class SecretVariableFilter(django_filters.FilterSet):
     class Meta:
         model = SecretVariable
         fields = ["team", "name"]
+
+
+class ScheduleFilter(django_filters.FilterSet):
+    job = django_filters.ModelChoiceFilter(queryset=policy.visible_to_request(Job))
+
+    class Meta:
+        model = Schedule
+        fields = ["job", "enabled"]

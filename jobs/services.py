@@ -14,7 +14,8 @@ from django.utils import timezone
 from accounts import audit, policy
 from accounts.models import Source
 from executions.models import ACTIVE_STATUSES, Execution, Status
-from jobs import parameters, schedules
+from jobs import parameters as job_parameters
+from jobs import schedules
 from jobs.models import Job, Schedule, SecretVariable
 from servers.models import Server, Tag
 
@@ -90,7 +91,7 @@ def save_schedule(
     *,
     actor: Any,
     source: Source,
-    values: Mapping[str, Any] | None = None,
+    parameters: Mapping[str, Any] | None = None,
     servers: Iterable[Server] | None = None,
     target_tags: Iterable[Tag | str] | None = None,
     changed_fields: Iterable[str] = (),
@@ -98,14 +99,14 @@ def save_schedule(
     """Create or change a schedule with its audit row. Its next run is computed from now:
     a new schedule never fires at once, and a paused one resumes at its next slot.
 
-    `values` (parameter values, secret ones included) are checked against the job's
+    `parameters` (values by name, secret ones included) are checked against the job's
     parameters as for a run (ParameterErrors) and again when each run starts; the secret
     ones are kept encrypted.
     """
     created = schedule._state.adding
-    if values is not None:
-        cleaned = parameters.clean_values(schedule.job.parameters, values)
-        secret = set(parameters.secret_names(schedule.job.parameters))
+    if parameters is not None:
+        cleaned = job_parameters.clean_values(schedule.job.parameters, parameters)
+        secret = set(job_parameters.secret_names(schedule.job.parameters))
         schedule.parameters = {n: v for n, v in cleaned.items() if n not in secret}
         secrets = {n: v for n, v in cleaned.items() if n in secret}
         schedule.secret_parameters = json.dumps(secrets) if secrets else None

@@ -26,6 +26,9 @@ class ServiceWriteMixin(mixins.CreateModelMixin, mixins.UpdateModelMixin, mixins
     save_service: ClassVar[Callable[..., Model]]
     delete_service: ClassVar[Callable[..., None]]
     owner_field: ClassVar[str] = "team"
+    # Fields the service takes as keyword arguments rather than as attributes of the object,
+    # like the many-to-many ones (a schedule's parameter values, split by the service).
+    service_fields: ClassVar[frozenset[str]] = frozenset()
 
     def _add_perm(self) -> str:
         meta = self.get_queryset().model._meta
@@ -47,7 +50,7 @@ class ServiceWriteMixin(mixins.CreateModelMixin, mixins.UpdateModelMixin, mixins
 
     def _save(self, instance: Model, data: Mapping[str, Any]) -> Model:
         # What ModelSerializer.create/update would do, handed to the service instead.
-        many = {f.name for f in instance._meta.many_to_many} & set(data)
+        many = ({f.name for f in instance._meta.many_to_many} | self.service_fields) & set(data)
         for name, value in data.items():
             if name not in many:
                 setattr(instance, name, value)
