@@ -20,7 +20,7 @@ from accounts.models import ApiToken, Membership, Role, Team
 from accounts.roles import role_group
 from accounts.tests.leaks import SecretWatch
 from executions import services
-from jobs.models import Job, SecretVariable
+from jobs.models import Job, SecretVariable, Webhook
 from servers.models import Server
 from tsubame.crypto import SecretTextField
 
@@ -91,6 +91,13 @@ def secret_watch(monkeypatch: pytest.MonkeyPatch) -> Iterator[SecretWatch]:
         watch.remember_token_text(text)
         return text
 
+    new_webhook_secret = Webhook.new_secret
+
+    def new_webhook_secret_and_remember(webhook: Webhook) -> str:
+        text = new_webhook_secret(webhook)
+        watch.remember_token_text(text, "a webhook's secret")
+        return text
+
     request = Client.request
 
     def request_and_check(client: Client, **kwargs: Any) -> HttpResponseBase:
@@ -103,6 +110,7 @@ def secret_watch(monkeypatch: pytest.MonkeyPatch) -> Iterator[SecretWatch]:
 
     monkeypatch.setattr(SecretTextField, "get_prep_value", encrypt_and_remember)
     monkeypatch.setattr(ApiToken, "new_secret", new_secret_and_remember)
+    monkeypatch.setattr(Webhook, "new_secret", new_webhook_secret_and_remember)
     monkeypatch.setattr(Client, "request", request_and_check)
     post_save.connect(server_saved, sender=Server, weak=False)
     post_save.connect(token_saved, sender=ApiToken, weak=False)

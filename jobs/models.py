@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import base64
+import secrets
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
+from django.urls import reverse
 
 from accounts.ownership import TeamOwned
 from jobs import parameters
@@ -336,6 +339,15 @@ class Webhook(TeamOwned, models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def new_secret(self) -> str:
+        """Give the webhook a new signing secret (Standard Webhooks form: whsec_ and 32 random
+        bytes in base64); the caller shows it once, only the ciphertext stays."""
+        self.secret = f"whsec_{base64.b64encode(secrets.token_bytes(32)).decode()}"
+        return self.secret
+
+    def receive_path(self) -> str:
+        return reverse("webhook-receive", args=[self.key])
 
 
 class WebhookDelivery(TeamOwned, models.Model):

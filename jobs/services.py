@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,7 +17,7 @@ from accounts.models import Source
 from executions.models import ACTIVE_STATUSES, Execution, Status
 from jobs import parameters as job_parameters
 from jobs import schedules
-from jobs.models import Job, Schedule, SecretVariable
+from jobs.models import Job, Schedule, SecretVariable, Webhook
 from servers.models import Server, Tag
 
 
@@ -152,3 +153,58 @@ def delete_secret_variable(variable: SecretVariable, *, actor: Any, source: Sour
     with transaction.atomic():
         audit.record("delete", variable, actor=actor, source=source)
         variable.delete()
+
+
+def save_webhook(
+    webhook: Webhook, *, actor: Any, source: Source, changed_fields: Iterable[str] = ()
+) -> Webhook:
+    """Create or change a webhook with its audit row, which never names a secret.
+
+    A new webhook gets its unguessable URL key and, unless given one, its first secret: the
+    caller shows `webhook.secret` once, to whoever created it.
+    """
+    created = webhook._state.adding
+    if created:
+        webhook.key = secrets.token_urlsafe(32)
+        if not webhook.secret:
+            webhook.new_secret()
+    with transaction.atomic():
+        webhook.save()
+        audit.record_saved(
+            webhook, created=created, actor=actor, source=source, changed_fields=changed_fields
+        )
+    return webhook
+
+
+def delete_webhook(webhook: Webhook, *, actor: Any, source: Source) -> None:
+    """Its deliveries go with it; its runs stay, naming the webhook no more."""
+    with transaction.atomic():
+        audit.record("delete", webhook, actor=actor, source=source)
+        webhook.delete()
+
+
+def rotate_webhook_secret(webhook: Webhook, *, actor: Any, source: Source) -> str:
+    """Give the webhook a new secret and return it (show it once); the current one becomes
+    the previous one, still accepted until retired, so senders can switch without a gap.
+    A previous secret still unretired is dropped."""
+    with transaction.atomic():
+        # Locked: of two rotations at once, the second keeps the first's new secret as the
+        # previous one, which its caller has seen, rather than the one both replaced.
+        current = Webhook.objects.select_for_update().only("secret").get(pk=webhook.pk)
+        webhook.previous_secret = current.secret
+        secret = webhook.new_secret()
+        webhook.save(update_fields=["secret", "previous_secret", "updated_at"])
+        audit.record("rotate_secret", webhook, actor=actor, source=source)
+    return secret
+
+
+def retire_previous_secret(webhook: Webhook, *, actor: Any, source: Source) -> bool:
+    """Stop accepting the previous secret; False (and nothing recorded) if there was none."""
+    with transaction.atomic():
+        retired = Webhook.objects.filter(pk=webhook.pk, previous_secret__isnull=False).update(
+            previous_secret=None, updated_at=timezone.now()
+        )
+        webhook.previous_secret = None
+        if retired:
+            audit.record("retire_previous_secret", webhook, actor=actor, source=source)
+    return bool(retired)

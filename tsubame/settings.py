@@ -329,6 +329,8 @@ HTTP_MAX_BODY_BYTES = envint(
 DATA_UPLOAD_MAX_MEMORY_SIZE = HTTP_MAX_BODY_BYTES
 # Every API token expires, at most this many days after it is made.
 API_TOKEN_MAX_DAYS = envint("API_TOKEN_MAX_DAYS", 365)
+# The largest body a webhook (/hooks/<key>/) accepts; a larger one is answered 413 unread.
+WEBHOOK_MAX_BODY_BYTES = envint("WEBHOOK_MAX_BODY_BYTES", 256 * 1024)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -8,6 +8,7 @@ from rest_framework.routers import APIRootView
 
 from accounts.api.urls import router as accounts_router
 from executions.api.urls import router as executions_router
+from jobs import hook_views
 from jobs.api.urls import router as jobs_router
 from servers.api.urls import router as servers_router
 
@@ -42,6 +43,7 @@ urlpatterns = [
     path("servers/", include("servers.urls")),
     path("jobs/", include("jobs.urls")),
     path("admin/", admin.site.urls),
+    path("hooks/<str:key>/", hook_views.receive, name="webhook-receive"),
     # Namespaced: the router's names (server-list, ...) would otherwise shadow the UI's.
     path("api/v1/", include((api_urlpatterns, "api"))),
 ]

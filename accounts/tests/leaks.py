@@ -56,9 +56,10 @@ class SecretWatch:
             if line and not line.startswith("-----") and ":" not in line:
                 self.remember(line, f"a line of {what}")
 
-    def remember_token_text(self, text: str) -> None:
-        self.remember(text, "an API token's text")
-        self.remember(text.split("_", 2)[-1], "an API token's random part")
+    def remember_token_text(self, text: str, what: str = "an API token") -> None:
+        """A secret shown once to its creator: an API token's text, a webhook's secret."""
+        self.remember(text, f"{what}'s text")
+        self.remember(text.split("_", 2)[-1], f"{what}'s random part")
         if self.requester is not None:
             self.shown_once.setdefault(self.requester, set()).add(text)
 
