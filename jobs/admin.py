@@ -12,8 +12,15 @@ from accounts import policy
 from executions import services
 from executions.models import Trigger
 from jobs.forms import JobForm, SecretVariableForm
-from jobs.models import Job, SecretVariable
-from jobs.services import delete_job, delete_secret_variable, save_job, save_secret_variable
+from jobs.models import Job, Schedule, SecretVariable
+from jobs.services import (
+    delete_job,
+    delete_schedule,
+    delete_secret_variable,
+    save_job,
+    save_schedule,
+    save_secret_variable,
+)
 from servers.models import Server
 from tsubame.adminscope import TeamScopedAdmin
 
@@ -97,3 +104,44 @@ class SecretVariableAdmin(TeamScopedAdmin):
     list_filter = ["team"]
     list_select_related = ["team"]
     search_fields = ["name", "description"]
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(TeamScopedAdmin):
+    """Parameter values are set in the web UI or the API, which judge them against the job
+    (and keep secret ones encrypted); here they are shown."""
+
+    save_service = staticmethod(save_schedule)
+    delete_service = staticmethod(delete_schedule)
+    list_display = ["__str__", "job", "cron", "timezone", "enabled", "next_run_at", "last_error"]
+    list_filter = ["enabled", "missed_runs"]
+    list_select_related = ["job"]
+    search_fields = ["name", "cron", "job__name"]
+    fields = [
+        "job",
+        "name",
+        "cron",
+        "timezone",
+        "enabled",
+        "missed_runs",
+        "start_deadline_seconds",
+        "servers",
+        "target_tags",
+        "parameters",
+        "next_run_at",
+        "last_slot_at",
+        "last_error",
+    ]
+    readonly_fields = ["parameters", "next_run_at", "last_slot_at", "last_error"]
+    filter_horizontal = ["servers", "target_tags"]
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "job":
+            # Only jobs whose schedules the user may add to.
+            kwargs["queryset"] = policy.restrict(Job.objects.all(), request.user, self.perm("add"))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "servers":
+            kwargs["queryset"] = policy.visible(Server.objects.all(), request.user)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)

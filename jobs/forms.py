@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from functools import cached_property
 from typing import Any
 
@@ -7,9 +8,10 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.db.models import Q
 
+from accounts import timezones
 from accounts.forms import TeamOwnedForm
 from jobs import parameters
-from jobs.models import Job, SecretVariable
+from jobs.models import Job, Schedule, SecretVariable
 from servers.forms import TagNamesField, WriteOnlyTextarea
 from servers.models import Server, Tag
 
@@ -311,3 +313,82 @@ class SecretVariableForm(forms.ModelForm):
 
 class SecretVariablePageForm(TeamOwnedForm, SecretVariableForm):
     field_order = ["team", "name", "new_value", "description"]
+
+
+class ScheduleForm(forms.ModelForm):
+    """A schedule of one job: when, in which zone, with which values and targets.
+
+    Values are judged by `parameters.clean_values` when saved (and again at each run); a
+    secret value left empty keeps the one stored.
+    """
+
+    timezone = forms.ChoiceField(choices=timezones.choices, label="Time zone")
+    servers = forms.ModelMultipleChoiceField(
+        queryset=Server.objects.none(),
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text="With no server and no tag ticked, each run goes to the job's own targets.",
+    )
+    target_tags = forms.ModelMultipleChoiceField(
+        queryset=Tag.objects.none(),
+        to_field_name="name",
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        label="Servers by tag",
+    )
+
+    class Meta:
+        model = Schedule
+        fields = [
+            "name",
+            "cron",
+            "timezone",
+            "enabled",
+            "missed_runs",
+            "start_deadline_seconds",
+            "servers",
+            "target_tags",
+        ]
+        widgets = {"missed_runs": forms.RadioSelect}
+
+    def __init__(self, *args: Any, job: Job, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.instance.job = job
+        self.fields["servers"].queryset = Server.objects.filter(team=job.team_id).order_by("name")
+        self.fields["target_tags"].queryset = Tag.objects.filter(
+            Q(servers__team=job.team_id) | Q(jobs=job)
+        ).distinct()
+        self.parameter_names = [definition["name"] for definition in job.parameters]
+        self.secret_names = set(parameters.secret_names(job.parameters))
+        for definition in job.parameters:
+            field = parameter_field(definition)
+            if definition["name"] in self.instance.parameters:
+                field.initial = self.instance.parameters[definition["name"]]
+            if definition["name"] in self.stored_secrets:
+                field.help_text = "Stored; leave empty to keep it. " + field.help_text
+            self.fields[definition["name"]] = field
+
+    @cached_property
+    def stored_secrets(self) -> dict[str, Any]:
+        return json.loads(self.instance.secret_parameters or "{}")
+
+    @property
+    def parameter_inputs(self) -> list[forms.BoundField]:
+        return [self[name] for name in self.parameter_names]
+
+    def parameter_values(self) -> dict[str, Any]:
+        values = {name: self.cleaned_data[name] for name in self.parameter_names}
+        for name, stored in self.stored_secrets.items():
+            if name in values and parameters.is_empty(values[name]):
+                values[name] = stored
+        return values
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if not self.errors:
+            try:
+                parameters.clean_values(self.instance.job.parameters, self.parameter_values())
+            except parameters.ParameterErrors as exc:
+                for name, messages in exc.by_name.items():
+                    self.add_error(name if name in self.parameter_names else None, messages)
+        return cleaned

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from jobs import views
+from jobs import schedule_views, views
 
 urlpatterns = [
     path("", views.job_list, name="job-list"),
@@ -9,6 +9,10 @@ urlpatterns = [
     path("<int:pk>/edit/", views.job_edit, name="job-edit"),
     path("<int:pk>/delete/", views.job_delete, name="job-delete"),
     path("<int:pk>/run/", views.job_run, name="job-run"),
+    path("<int:job_pk>/schedules/new/", schedule_views.schedule_edit, name="schedule-add"),
+    path("schedules/<int:pk>/edit/", schedule_views.schedule_edit, name="schedule-edit"),
+    path("schedules/<int:pk>/toggle/", schedule_views.schedule_toggle, name="schedule-toggle"),
+    path("schedules/<int:pk>/delete/", schedule_views.schedule_delete, name="schedule-delete"),
     path("secret-variables/", views.secret_variable_list, name="secret-variable-list"),
     path("secret-variables/new/", views.secret_variable_edit, name="secret-variable-add"),
     path(

@@ -19,6 +19,7 @@ from executions.models import Execution, Trigger
 from jobs.filters import JobFilter, SecretVariableFilter
 from jobs.forms import JobPageForm, RunForm, SecretVariablePageForm
 from jobs.models import Job, SecretVariable
+from jobs.schedule_views import shown_schedules
 from jobs.services import (
     delete_job,
     delete_secret_variable,
@@ -119,6 +120,7 @@ def job_page(
         "page": page,
         "run_form": run_form,
         "run_open": run_form.is_bound or "run" in request.GET,
+        "schedules": shown_schedules(job),
         "section": "jobs",
     }
     return render(request, "jobs/job_detail.html", context, status=status)

@@ -28,7 +28,7 @@ def test_team_manager_sees_the_models_of_their_role_on_the_admin_index(client, m
     assert index_models(client) == {
         "accounts": {"Team", "AuditEvent", "ApiToken"},
         "servers": {"Server"},
-        "jobs": {"Job", "SecretVariable"},
+        "jobs": {"Job", "SecretVariable", "Schedule"},
         "executions": {"Execution", "HostRun", "LogChunk"},
     }
 
@@ -38,7 +38,7 @@ def test_team_viewer_sees_what_they_may_view_and_no_audit(client, make_member, t
     assert index_models(client) == {
         "accounts": {"Team", "ApiToken"},
         "servers": {"Server"},
-        "jobs": {"Job"},
+        "jobs": {"Job", "Schedule"},
         "executions": {"Execution", "HostRun", "LogChunk"},
     }
 
