@@ -2,7 +2,7 @@ import django_filters
 
 from accounts import policy
 from accounts.models import Team
-from jobs.models import Job, Schedule, SecretVariable
+from jobs.models import Job, Schedule, SecretVariable, Webhook, WebhookDelivery
 
 
 class JobFilter(django_filters.FilterSet):
@@ -34,3 +34,19 @@ class ScheduleFilter(django_filters.FilterSet):
     class Meta:
         model = Schedule
         fields = ["job", "enabled"]
+
+
+class WebhookFilter(django_filters.FilterSet):
+    job = django_filters.ModelChoiceFilter(queryset=policy.visible_to_request(Job))
+
+    class Meta:
+        model = Webhook
+        fields = ["job", "mode", "enabled"]
+
+
+class WebhookDeliveryFilter(django_filters.FilterSet):
+    webhook = django_filters.ModelChoiceFilter(queryset=policy.visible_to_request(Webhook))
+
+    class Meta:
+        model = WebhookDelivery
+        fields = ["webhook", "accepted"]

@@ -37,13 +37,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook as StandardSigner
 
 from executions import services
 from executions.models import Execution, Trigger
-from jobs.models import Webhook, WebhookDelivery, WebhookMode
+from jobs.models import Job, Webhook, WebhookDelivery, WebhookMode
 
 TOLERANCE = timedelta(minutes=5)
 RATE_WINDOW = timedelta(minutes=1)
@@ -59,6 +60,37 @@ TIMESTAMP = re.compile(r"[1-9][0-9]{0,11}")
 GITHUB_SIGNATURE = re.compile(r"sha256=([0-9a-fA-F]{64})")
 # One or more keys (or list indices) separated by dots: `pull_request.head.ref`, `commits.0.id`.
 PATH = re.compile(r"[^.\s]+(\.[^.\s]+)*")
+
+
+def validate_path(path: str) -> None:
+    if path and not PATH.fullmatch(path):
+        raise ValidationError(
+            f"{path!r} is not a dotted path: field names (or list positions) separated by "
+            "dots, e.g. pull_request.head.ref.",
+            code="invalid_path",
+        )
+
+
+def clean_parameter_map(job: Job, mapping: object) -> dict[str, str]:
+    """{"PARAMETER": "dotted.path"}, each name one of the job's parameters."""
+    if not isinstance(mapping, dict) or not all(
+        isinstance(name, str) and isinstance(path, str) for name, path in mapping.items()
+    ):
+        raise ValidationError(
+            'Give an object of parameter names to dotted paths, e.g. {"REF": "ref"}.',
+            code="invalid",
+        )
+    known = {definition["name"] for definition in job.parameters}
+    unknown = sorted(set(mapping) - known)
+    if unknown:
+        raise ValidationError(
+            f"Job {job.name} has no parameter {', '.join(unknown)}.", code="unknown_parameter"
+        )
+    for path in mapping.values():
+        if not path:
+            raise ValidationError("A path is empty.", code="invalid_path")
+        validate_path(path)
+    return mapping
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from accounts.models import ApiToken, Membership, Role, Source, Team
 from accounts.roles import role_group
 from executions import services
 from executions.models import Trigger
-from jobs.models import Job, SecretVariable
+from jobs.models import Job, SecretVariable, Webhook, WebhookDelivery
 from servers.models import Server, Tag
 
 pytestmark = pytest.mark.django_db
@@ -66,6 +66,20 @@ def make_secret_variables(team: Team, manager: User, n: int) -> None:
         SecretVariable.objects.create(team=team, name=name, value="v" * 8)
 
 
+def make_webhooks(team: Team, manager: User, n: int) -> list[Webhook]:
+    (job,) = make_jobs(team, manager, 1)
+    webhooks = []
+    for _ in range(n):
+        key = f"k{Webhook.objects.count()}"
+        webhooks.append(Webhook.objects.create(job=job, name=key, key=key))
+    return webhooks
+
+
+def make_webhook_deliveries(team: Team, manager: User, n: int) -> None:
+    for webhook in make_webhooks(team, manager, n):
+        WebhookDelivery.objects.create(webhook=webhook, delivery_id="d", status_code=401)
+
+
 def make_executions(team: Team, manager: User, n: int) -> None:
     (job,) = make_jobs(team, manager, 1)
     for _ in range(n):
@@ -109,6 +123,14 @@ QUERIES: dict[str, tuple[Callable[[Team, User, int], object], list[str]]] = {
     "/api/v1/secret-variables/": (
         make_secret_variables,
         ["token and user", "team roles", "count", "secret variables and teams"],
+    ),
+    "/api/v1/webhooks/": (
+        make_webhooks,
+        ["token and user", "team roles", "count", "webhooks and jobs"],
+    ),
+    "/api/v1/webhook-deliveries/": (
+        make_webhook_deliveries,
+        ["token and user", "team roles", "count", "the newest deliveries of each webhook"],
     ),
     "/api/v1/executions/": (
         make_executions,

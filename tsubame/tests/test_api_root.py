@@ -9,7 +9,18 @@ from accounts.models import ApiToken, Role
 
 pytestmark = pytest.mark.django_db
 
-RESOURCES = ["teams", "audit", "tokens", "servers", "jobs", "secret-variables", "executions"]
+RESOURCES = [
+    "teams",
+    "audit",
+    "tokens",
+    "servers",
+    "jobs",
+    "secret-variables",
+    "schedules",
+    "webhooks",
+    "webhook-deliveries",
+    "executions",
+]
 
 
 def test_the_api_root_lists_every_resource_with_its_url() -> None:
