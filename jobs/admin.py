@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
@@ -11,15 +11,17 @@ from django.utils.html import format_html
 from accounts import policy
 from executions import services
 from executions.models import Trigger
-from jobs.forms import JobForm, SecretVariableForm
-from jobs.models import Job, Schedule, SecretVariable
+from jobs.forms import JobForm, SecretVariableForm, WebhookAdminForm
+from jobs.models import Job, Schedule, SecretVariable, Webhook, WebhookDelivery
 from jobs.services import (
     delete_job,
     delete_schedule,
     delete_secret_variable,
+    delete_webhook,
     save_job,
     save_schedule,
     save_secret_variable,
+    save_webhook,
 )
 from servers.models import Server
 from tsubame.adminscope import TeamScopedAdmin
@@ -145,3 +147,43 @@ class ScheduleAdmin(TeamScopedAdmin):
         if db_field.name == "servers":
             kwargs["queryset"] = policy.visible(Server.objects.all(), request.user)
         return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+
+@admin.register(Webhook)
+class WebhookAdmin(TeamScopedAdmin):
+    form = WebhookAdminForm
+    save_service = staticmethod(save_webhook)
+    delete_service = staticmethod(delete_webhook)
+    list_display = ["name", "job", "mode", "enabled", "rate_limit_per_minute"]
+    list_filter = ["mode", "enabled", "job"]
+    list_select_related = ["job"]
+    search_fields = ["name", "job__name"]
+    readonly_fields = ["key"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Webhook | None = None) -> list[str]:
+        # A webhook stays with its job (and so with its team), as in the API.
+        return ["key", "job"] if obj is not None else ["key"]
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "job":
+            kwargs["queryset"] = policy.restrict(Job.objects.all(), request.user, self.perm("add"))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(TeamScopedAdmin):
+    """The log of requests to webhooks' URLs: written by them only."""
+
+    list_display = ["received_at", "webhook", "delivery_id", "status_code", "reason", "execution"]
+    list_filter = ["accepted", "status_code"]
+    list_select_related = ["webhook"]
+    search_fields = ["delivery_id", "webhook__name"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False

@@ -10,8 +10,8 @@ from django.db.models import Q
 
 from accounts import timezones
 from accounts.forms import TeamOwnedForm
-from jobs import parameters
-from jobs.models import Job, Schedule, SecretVariable
+from jobs import parameters, webhooks
+from jobs.models import Job, Schedule, SecretVariable, Webhook
 from servers.forms import TagNamesField, WriteOnlyTextarea
 from servers.models import Server, Tag
 
@@ -392,3 +392,84 @@ class ScheduleForm(forms.ModelForm):
                 for name, messages in exc.by_name.items():
                     self.add_error(name if name in self.parameter_names else None, messages)
         return cleaned
+
+
+class WebhookForm(forms.ModelForm):
+    """A job's webhook; the job is the page's, and the secret is made by the service."""
+
+    parameter_map = forms.JSONField(
+        required=False,
+        initial=dict,
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+        help_text='Parameter names to dotted paths in the JSON body, e.g. {"REF": "ref", '
+        '"SHA": "head_commit.id"}. A path missing from a body gives no value.',
+    )
+
+    class Meta:
+        model = Webhook
+        fields = [
+            "name",
+            "mode",
+            "parameter_map",
+            "filter_path",
+            "filter_value",
+            "rate_limit_per_minute",
+            "enabled",
+        ]
+        help_texts = {
+            "filter_path": "A dotted path, e.g. ref; a delivery whose value there is not the "
+            "value below starts nothing. Empty: every delivery runs the job.",
+            "rate_limit_per_minute": "Deliveries (accepted or not) beyond this within a minute "
+            "are refused with 429.",
+        }
+
+    def clean_parameter_map(self) -> dict[str, str]:
+        mapping = self.cleaned_data["parameter_map"] or {}
+        # The page's job, or the admin's choice (none if that choice was refused).
+        job = self.cleaned_data.get("job") or getattr(self.instance, "job", None)
+        if job is None:
+            return mapping
+        try:
+            return webhooks.clean_parameter_map(job, mapping)
+        except ValidationError as exc:
+            raise ValidationError(exc.messages) from exc
+
+    def clean_filter_path(self) -> str:
+        path = self.cleaned_data["filter_path"]
+        webhooks.validate_path(path)
+        return path
+
+
+class WebhookAdminForm(WebhookForm):
+    """The admin's: the job is chosen, and the secret is write-only, as a secret variable's
+    value is. A new webhook needs one here, since the admin shows no secret it made."""
+
+    new_secret = forms.CharField(
+        label="Secret",
+        required=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "off"}),
+        help_text="whsec_ and at least 24 random bytes in base64. Never shown again; "
+        "leave empty to keep the current one. The job's page and the API can make one.",
+    )
+
+    class Meta(WebhookForm.Meta):
+        fields = ["job", *WebhookForm.Meta.fields]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is None:
+            self.fields["new_secret"].required = True
+
+    def clean_new_secret(self) -> str:
+        secret = self.cleaned_data["new_secret"]
+        if secret:
+            webhooks.validate_secret(secret)
+        return secret
+
+    def save(self, commit: bool = True) -> Webhook:
+        webhook = super().save(commit=False)
+        if self.cleaned_data.get("new_secret"):
+            webhook.secret = self.cleaned_data["new_secret"]
+        if commit:
+            webhook.save()
+        return webhook

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from jobs import schedule_views, views
+from jobs import schedule_views, views, webhook_views
 
 urlpatterns = [
     path("", views.job_list, name="job-list"),
@@ -13,6 +13,16 @@ urlpatterns = [
     path("schedules/<int:pk>/edit/", schedule_views.schedule_edit, name="schedule-edit"),
     path("schedules/<int:pk>/toggle/", schedule_views.schedule_toggle, name="schedule-toggle"),
     path("schedules/<int:pk>/delete/", schedule_views.schedule_delete, name="schedule-delete"),
+    path("<int:job_pk>/webhooks/new/", webhook_views.webhook_add, name="webhook-add"),
+    path("webhooks/<int:pk>/edit/", webhook_views.webhook_edit, name="webhook-edit"),
+    path("webhooks/<int:pk>/delete/", webhook_views.webhook_delete, name="webhook-delete"),
+    path("webhooks/<int:pk>/rotate/", webhook_views.webhook_rotate, name="webhook-rotate"),
+    path("webhooks/<int:pk>/retire/", webhook_views.webhook_retire, name="webhook-retire"),
+    path(
+        "webhooks/<int:pk>/deliveries/",
+        webhook_views.webhook_deliveries,
+        name="webhook-deliveries",
+    ),
     path("secret-variables/", views.secret_variable_list, name="secret-variable-list"),
     path("secret-variables/new/", views.secret_variable_edit, name="secret-variable-add"),
     path(

@@ -51,6 +51,8 @@ RATE_WINDOW = timedelta(minutes=1)
 # Rejected deliveries kept per webhook, for its managers to see; accepted ones all stay,
 # since their ids guard against replays.
 KEPT_REJECTED = 100
+# Deliveries the UI and the API list per webhook, newest first.
+LISTED_DELIVERIES = 100
 MAX_ID_LENGTH = 200
 # The signed content is "id.timestamp.body": an id is printable ASCII, so that its bytes are
 # the ones the sender signed, and a timestamp has no sign, fraction or leading zero, so that
@@ -60,6 +62,20 @@ TIMESTAMP = re.compile(r"[1-9][0-9]{0,11}")
 GITHUB_SIGNATURE = re.compile(r"sha256=([0-9a-fA-F]{64})")
 # One or more keys (or list indices) separated by dots: `pull_request.head.ref`, `commits.0.id`.
 PATH = re.compile(r"[^.\s]+(\.[^.\s]+)*")
+
+
+def validate_secret(secret: str) -> None:
+    """A secret given rather than made (the admin): the Standard Webhooks form."""
+    key = secret.removeprefix("whsec_")
+    try:
+        decoded = base64.b64decode(key, validate=True)
+    except binascii.Error:
+        decoded = b""
+    if not secret.startswith("whsec_") or len(decoded) < 24:
+        raise ValidationError(
+            "A secret is whsec_ followed by at least 24 random bytes in base64.",
+            code="invalid_secret",
+        )
 
 
 def validate_path(path: str) -> None:

@@ -30,10 +30,6 @@ from jobs.services import (
 from tsubame.api.base import StrictModelSerializer, TeamScopedViewSet, VisibleRelatedField
 from tsubame.api.mixins import ServiceWriteMixin
 
-# Deliveries listed per webhook, newest first: all of the rejected ones that are kept
-# (jobs.webhooks.KEPT_REJECTED), and as many accepted ones.
-LISTED_DELIVERIES = 100
-
 
 class WebhookSerializer(StrictModelSerializer):
     job = VisibleRelatedField(queryset=Job.objects.all())
@@ -180,4 +176,5 @@ class WebhookDeliveryViewSet(mixins.ListModelMixin, TeamScopedViewSet):
     def get_queryset(self) -> QuerySet[WebhookDelivery]:
         newest_first = [F("received_at").desc(), F("id").desc()]
         rank = Window(RowNumber(), partition_by=F("webhook"), order_by=newest_first)
-        return super().get_queryset().annotate(rank=rank).filter(rank__lte=LISTED_DELIVERIES)
+        newest = super().get_queryset().annotate(rank=rank)
+        return newest.filter(rank__lte=webhooks.LISTED_DELIVERIES)

@@ -15,6 +15,7 @@ from rest_framework.test import APIClient
 from standardwebhooks.webhooks import Webhook as Signer
 
 from accounts.models import ApiToken, AuditEvent, Role
+from jobs import webhooks
 from jobs.models import Job, Webhook, WebhookDelivery
 from jobs.parameters import clean_definitions
 
@@ -158,9 +159,7 @@ def deliver(url: str, secret: str, msg_id: str) -> int:
 
 
 def test_deliveries_are_listed_per_webhook_for_managers_only(apis, job, monkeypatch):
-    from jobs.api import webhooks as api_module
-
-    monkeypatch.setattr(api_module, "LISTED_DELIVERIES", 3)
+    monkeypatch.setattr(webhooks, "LISTED_DELIVERIES", 3)
     api = apis["manager"]
     one, two = create(api, job, name="one").json(), create(api, job, name="two").json()
     Job.objects.filter(pk=job.pk).update(enabled=False)  # the runs need no servers
