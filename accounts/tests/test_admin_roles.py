@@ -28,7 +28,7 @@ def test_team_manager_sees_the_models_of_their_role_on_the_admin_index(client, m
     assert index_models(client) == {
         "accounts": {"Team", "AuditEvent", "ApiToken"},
         "servers": {"Server"},
-        "jobs": {"Job", "SecretVariable", "Schedule"},
+        "jobs": {"Job", "SecretVariable", "Schedule", "Webhook", "WebhookDelivery"},
         "executions": {"Execution", "HostRun", "LogChunk"},
     }
 
