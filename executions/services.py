@@ -87,7 +87,8 @@ def start_execution(
     except job_parameters.ParameterErrors as exc:
         raise InvalidParameters(exc.by_name) from exc
     if servers is None and tags is None:
-        servers, tags = job.servers.all(), job.target_tags.values_list("name", flat=True)
+        # .all(): what the caller prefetched (the scheduler does) costs no query.
+        servers, tags = job.servers.all(), [tag.name for tag in job.target_tags.all()]
     tag_names = sorted(set(tags or ()))
     tagged = job.servers_tagged(tag_names)
     targets = {*(servers or ()), *tagged}
@@ -160,7 +161,7 @@ def start_execution(
             parameter_definitions=job.parameters,
             parameters={name: None if name in secret_names else v for name, v in values.items()},
             secret_parameters=json.dumps(secrets) if secrets else None,
-            secret_variables=sorted(job.secret_variables.values_list("name", flat=True)),
+            secret_variables=sorted(variable.name for variable in job.secret_variables.all()),
             target_tags=tag_names,
             rerun_of=rerun_of,
             schedule=schedule,
