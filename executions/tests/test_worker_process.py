@@ -8,11 +8,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import redis
 from django.conf import settings
+from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.conf import Conf
 from django_q.status import Stat
@@ -23,6 +25,7 @@ from executions import services
 from executions.models import Execution, Status
 from executions.tests.helpers import output, start, wait_until
 from executions.tests.test_cancel_timeout import remote_processes, tree_script, unique_tag
+from jobs.models import Schedule
 from tsubame.tests.processes import app_environment, spawn, stop
 
 pytestmark = [
@@ -288,3 +291,23 @@ def test_requeue_waits_for_the_broker_and_then_hands_over_every_waiting_run(
         execution.refresh_from_db()
         assert (execution.status, execution.summary) == (Status.QUEUED, "")
     assert services.requeue_waiting_executions() == []  # handed over: not again
+
+
+def test_two_workers_fire_a_due_schedule_once_and_run_it(make_server, make_job, start_worker):
+    """The scheduler ticks inside `manage.py worker`; two of them share each slot."""
+    job = make_job("echo from-the-schedule", [make_server()])
+    schedule = Schedule.objects.create(job=job, cron="0 3 * * *", timezone="Europe/Berlin")
+    start_worker(), start_worker()
+    slot = timezone.now() + timedelta(seconds=2)
+    Schedule.objects.filter(pk=schedule.pk).update(next_run_at=slot)
+    execution = wait_until(
+        lambda: Execution.objects.filter(schedule=schedule, status=Status.SUCCEEDED).first(),
+        60,
+        "the scheduled run to finish",
+    )
+    assert execution.scheduled_for == slot
+    assert output(execution) == b"from-the-schedule\n"
+    time.sleep(3)  # several more ticks of both workers: still the one run
+    assert Execution.objects.filter(schedule=schedule).count() == 1
+    schedule.refresh_from_db()
+    assert schedule.next_run_at > slot + timedelta(hours=1)
