@@ -62,6 +62,7 @@ bench: $(VENV)/.installed-dev
 	@$(MAKE) --no-print-directory debian-packages PACKAGES="$(DEBIAN_TEST_PACKAGES)"
 	$(PY) bench/engine.py
 	$(PY) bench/ui.py
+	$(PY) bench/schedules.py
 
 clean:
 	rm -rf $(VENV) staticfiles
