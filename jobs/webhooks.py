@@ -171,7 +171,11 @@ def check(
     if webhook.filter_path:
         found, value = lookup(document, webhook.filter_path)
         if not found or filter_text(value) != webhook.filter_value:
-            raise NotStarted(200, "Filtered out.")
+            # A 4xx, as for every delivery that starts nothing but a replay or a ping: the
+            # sender's delivery log shows that this one did not run the job.
+            raise NotStarted(
+                422, f"Filtered out: {webhook.filter_path} is not {webhook.filter_value!r}."
+            )
     parameters = {}
     for name, path in webhook.parameter_map.items():
         found, value = lookup(document, path)

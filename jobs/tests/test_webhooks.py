@@ -258,9 +258,10 @@ def test_a_delivery_the_filter_does_not_match_starts_nothing(hook):
     hook.filter_path, hook.filter_value = "ref", "refs/heads/main"
     hook.save()
     response = deliver(hook, PUSH | {"ref": "refs/heads/feature"})
-    assert response.status_code == 200
-    assert response.json() == {"detail": "Filtered out.", "execution": None}
-    assert deliver(hook, {"n": 1}, msg_id="no-ref").json()["detail"] == "Filtered out."
+    assert response.status_code == 422
+    filtered = "Filtered out: ref is not 'refs/heads/main'."
+    assert response.json() == {"detail": filtered, "execution": None}
+    assert deliver(hook, {"n": 1}, msg_id="no-ref").json()["detail"] == filtered
     assert not Execution.objects.exists()
     assert deliver(hook, msg_id="main").status_code == 201
 
@@ -268,7 +269,7 @@ def test_a_delivery_the_filter_does_not_match_starts_nothing(hook):
 def test_a_filter_compares_other_values_as_json(hook):
     hook.filter_path, hook.filter_value = "repository.private", "false"
     hook.save()
-    assert deliver(hook, PUSH | {"repository": {"private": True}}).status_code == 200
+    assert deliver(hook, PUSH | {"repository": {"private": True}}).status_code == 422
     assert deliver(hook, PUSH | {"repository": {"private": False}}, "m2").status_code == 201
 
 
