@@ -79,6 +79,8 @@ class Source(models.TextChoices):
     UI = "ui", "Web UI"
     SCHEDULE = "schedule", "Schedule"
     WEBHOOK = "webhook", "Webhook"
+    CHAIN = "chain", "Chain"
+    RETRY = "retry", "Retry"
     SYSTEM = "system", "System"
 
 

@@ -75,6 +75,18 @@ class Execution(TeamOwned, models.Model):
     rerun_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns"
     )
+    # A chained run: the run whose end started it, and how many links lie above it.
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
+    chain_depth = models.PositiveSmallIntegerField(default=0)
+    # A retry: the first attempt, and which attempt this is (the first is 1).
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
+    )
+    attempt = models.PositiveSmallIntegerField(default=1)
+    # Set on a failed attempt that will be retried: when the scheduler's tick starts the next.
+    retry_due_at = models.DateTimeField(null=True, blank=True, db_index=True)
 
     trigger = models.CharField(max_length=20, choices=Trigger.choices)
     # A scheduled run: its schedule, and the slot (the time the schedule named) it is for.
@@ -119,6 +131,19 @@ class Execution(TeamOwned, models.Model):
         indexes = [
             models.Index(fields=["status", "heartbeat_at"]),
             models.Index(fields=["status", "enqueued_at"]),
+        ]
+        constraints = [
+            # A reaction runs at least once: these make what it starts happen once.
+            models.UniqueConstraint(
+                fields=["parent", "job"],
+                condition=models.Q(parent__isnull=False),
+                name="one_chained_run_per_parent_and_job",
+            ),
+            models.UniqueConstraint(
+                fields=["retry_of", "attempt"],
+                condition=models.Q(retry_of__isnull=False),
+                name="one_run_per_attempt",
+            ),
         ]
         permissions = [("cancel_execution", "Can cancel an execution")]
 

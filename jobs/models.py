@@ -6,7 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.urls import reverse
 
@@ -175,6 +175,21 @@ class Job(TeamOwned, models.Model):
         "the API, a schedule or a webhook) runs alongside it, is skipped (recorded as "
         "skipped), or waits for it to finish (at most one waits; later ones join it).",
     )
+    retry_attempts = models.PositiveSmallIntegerField(
+        "retries",
+        default=0,
+        validators=[MaxValueValidator(10)],
+        help_text="How many times a failed, timed-out or lost run is tried again (0-10), on "
+        "the servers that did not succeed. A cancelled run is never retried.",
+    )
+    retry_delay_seconds = models.PositiveIntegerField(
+        default=60, help_text="Seconds before the first retry."
+    )
+    retry_backoff = models.FloatField(
+        default=2.0,
+        validators=[MinValueValidator(1.0), MaxValueValidator(10.0)],
+        help_text="Each further retry waits this many times longer than the one before.",
+    )
     enabled = models.BooleanField(default=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
@@ -221,6 +236,29 @@ class Job(TeamOwned, models.Model):
             return []
         servers = Server.objects.filter(team=self.team_id, tags__name__in=tag_names)
         return list(servers.distinct())
+
+
+class ChainWhen(models.TextChoices):
+    """Which ends of a job's run start the next job of a chain."""
+
+    SUCCEEDED = "succeeded", "When it succeeds"
+    FAILED = "failed", "When it fails (failed, timed out or lost)"
+    FINISHED = "finished", "When it finishes either way (not when cancelled)"
+
+
+class ChainLink(models.Model):
+    """After a run of `job` ends as `when` says, a run of `next_job` starts (jobs.chains)."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="links")
+    next_job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="+")
+    when = models.CharField(max_length=10, choices=ChainWhen.choices)
+
+    class Meta:
+        ordering = ["job", "id"]
+        constraints = [models.UniqueConstraint(fields=["job", "next_job"], name="chain_link_once")]
+
+    def __str__(self) -> str:
+        return f"{self.job} -> {self.next_job} ({self.when})"
 
 
 def default_zone() -> str:
