@@ -3,3 +3,7 @@ from django.apps import AppConfig
 
 class ExecutionsConfig(AppConfig):
     name = "executions"
+
+    def ready(self) -> None:
+        # Modules whose @reaction functions must be registered before any event is processed.
+        from executions import retries  # noqa: F401

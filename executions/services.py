@@ -57,6 +57,7 @@ def start_execution(
     tags: Iterable[str] | None = None,
     parameters: Mapping[str, Any] | None = None,
     rerun_of: Execution | None = None,
+    retry_of: Execution | None = None,
     schedule: Schedule | None = None,
     scheduled_for: datetime | None = None,
     webhook: Webhook | None = None,
@@ -124,6 +125,8 @@ def start_execution(
             details["parameters"] = sorted(values)  # names only: values may be secret
         if rerun_of is not None:
             details["rerun_of"] = rerun_of.pk
+        if retry_of is not None:
+            details["retry_of"] = retry_of.pk
         if schedule is not None:
             details["schedule"] = schedule.pk
             details["scheduled_for"] = scheduled_for.isoformat() if scheduled_for else None
@@ -164,6 +167,9 @@ def start_execution(
             secret_variables=sorted(variable.name for variable in job.secret_variables.all()),
             target_tags=tag_names,
             rerun_of=rerun_of,
+            # Every attempt links to the first one.
+            retry_of_id=(retry_of.retry_of_id or retry_of.pk) if retry_of else None,
+            attempt=retry_of.attempt + 1 if retry_of else 1,
             schedule=schedule,
             scheduled_for=scheduled_for,
             webhook=webhook,
@@ -226,10 +232,12 @@ def rerun_execution(
     triggered_by: object | None = None,
     only_failed: bool = False,
     secret_parameters: Mapping[str, Any] | None = None,
+    retry: bool = False,
 ) -> Execution:
     """Start the execution's job again with the same parameter values and servers (or only
     the servers whose host did not succeed). Secret values are not kept after a run, so the
-    secret parameters it was given must be given again."""
+    secret parameters it was given must be given again. A `retry` is the next attempt of the
+    same run (executions.retries) rather than a new run."""
     job = execution.job
     if job is None:
         raise ExecutionError("the job of this execution was deleted")
@@ -264,7 +272,8 @@ def rerun_execution(
         servers=Server.objects.filter(pk__in=server_ids),
         tags=(),
         parameters={**values, **given},
-        rerun_of=execution,
+        rerun_of=None if retry else execution,
+        retry_of=execution if retry else None,
     )
 
 

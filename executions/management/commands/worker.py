@@ -13,7 +13,7 @@ from django.db import close_old_connections
 from django_q.brokers import get_broker
 from django_q.cluster import Cluster
 
-from executions import reactions, services
+from executions import reactions, retries, services
 from jobs import scheduler
 
 logger = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ def _look_after_executions(reap: bool = True) -> None:
             services.reap_lost_executions()
             services.requeue_waiting_executions()
         scheduler.fire_due_schedules()
+        retries.start_due_retries()
         # Every event due, a batch at a time; one whose reactions failed waits for its lease.
         while len(reactions.process_events(EVENTS_PER_BATCH)) == EVENTS_PER_BATCH:
             pass
