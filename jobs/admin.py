@@ -62,6 +62,7 @@ class JobAdmin(TeamScopedAdmin):
                 ]
             },
         ),
+        ("Retries", {"fields": ["retry_attempts", "retry_delay_seconds", "retry_backoff"]}),
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:

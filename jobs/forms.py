@@ -24,6 +24,9 @@ class ParametersField(forms.JSONField):
         return parameters.clean_definitions(super().to_python(value) or [])
 
 
+KEPT_WHEN_NOT_SENT = ("concurrency", "retry_attempts", "retry_delay_seconds", "retry_backoff")
+
+
 class JobForm(forms.ModelForm):
     script = forms.CharField(
         strip=False,  # a heredoc or a trailing blank line is part of the script
@@ -60,6 +63,9 @@ class JobForm(forms.ModelForm):
             "timeout_seconds",
             "use_terminal",
             "concurrency",
+            "retry_attempts",
+            "retry_delay_seconds",
+            "retry_backoff",
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -67,16 +73,17 @@ class JobForm(forms.ModelForm):
         if self.instance.pk:
             # By name, as the field takes them (the model's initial has them as Tag objects).
             self.initial["target_tags"] = [t.name for t in self.instance.target_tags.all()]
-        # A post without it (a page or script from before it existed) keeps the job's rule.
-        # The admin leaves it out altogether for those who may only look.
-        if "concurrency" in self.fields:
-            self.fields["concurrency"].required = False
-
-    def clean_concurrency(self) -> str:
-        return self.cleaned_data["concurrency"] or self.instance.concurrency
+        # A post without them (a page or script from before they existed) keeps the job's
+        # settings. The admin leaves them out altogether for those who may only look.
+        for name in KEPT_WHEN_NOT_SENT:
+            if name in self.fields:
+                self.fields[name].required = False
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        for name in KEPT_WHEN_NOT_SENT:
+            if name in self.fields and data.get(name) in (None, ""):
+                data[name] = getattr(self.instance, name)
         if data.get("team") and data.get("servers") is not None:
             try:
                 Job(team=data["team"]).clean_targets(list(data["servers"]))

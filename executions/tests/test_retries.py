@@ -6,7 +6,9 @@ from datetime import timedelta
 
 import pytest
 from django.db.models import Q
+from rest_framework.test import APIClient
 
+from accounts.models import ApiToken
 from executions import reactions, retries, runner, services
 from executions.models import Execution, Status, Trigger
 from executions.tests.helpers import run, start
@@ -142,3 +144,32 @@ def test_a_retry_that_cannot_start_says_why(job):
     execution.refresh_from_db()
     assert execution.retry_due_at is None
     assert "not retried: job" in execution.summary
+
+
+def test_retry_settings_in_the_api_and_attempts_on_the_pages(job, superuser, client):
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {ApiToken.issue(superuser, 'r')[1]}")
+    response = api.patch(f"/api/v1/jobs/{job.pk}/", {"retry_attempts": 11}, format="json")
+    assert response.status_code == 400
+    assert "retry_attempts" in response.json()["errors"]
+    response = api.patch(
+        f"/api/v1/jobs/{job.pk}/",
+        {"retry_attempts": 3, "retry_delay_seconds": 10, "retry_backoff": 1.5},
+        format="json",
+    )
+    assert response.status_code == 200
+    assert response.json()["retry_attempts"] == 3
+
+    first = ended(Status.FAILED, job)
+    reactions.process_events()
+    [second] = retries.start_due_retries(now=due_time(first))
+    body = api.get(f"/api/v1/executions/{second}/").json()
+    assert (body["retry_of"], body["attempt"], body["trigger"]) == (first.pk, 2, "retry")
+
+    client.force_login(superuser)
+    assert (
+        "3, first after 10.0 s, each next 1.5 times longer"
+        in client.get(f"/jobs/{job.pk}/").content.decode()
+    )
+    page = client.get(f"/executions/{second}/").content.decode()
+    assert f'2, a retry of <a href="/executions/{first.pk}/">#{first.pk}</a>' in page
