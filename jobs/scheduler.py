@@ -56,7 +56,7 @@ def fire_due_schedules(now: datetime | None = None, batch: int = 50) -> list[int
 
     One transaction per batch rather than per schedule: a thousand schedules due in the same
     minute would otherwise wait for a thousand commits (each a disk flush). Each schedule's
-    own transaction is a savepoint inside it, so its guard and its run still go together.
+    guard and its run still commit together.
     """
     now = now or timezone.now()
     started = []
@@ -85,7 +85,9 @@ def fire(schedule: Schedule, now: datetime) -> list[int]:
     catch_up = schedule.missed_runs == MissedRuns.RUN_ONCE and now - latest <= timedelta(
         seconds=schedule.start_deadline_seconds
     )
-    with transaction.atomic():
+    # Within fire_due_schedules' batch no savepoint of its own (two queries fewer per slot):
+    # an error here rolls the whole batch back, and its slots fire on the next tick.
+    with transaction.atomic(savepoint=False):
         won = Schedule.objects.filter(pk=schedule.pk, next_run_at=first, enabled=True).update(
             next_run_at=following, last_slot_at=latest, last_error=""
         )
