@@ -60,6 +60,8 @@ def test_a_manager_adds_a_schedule_and_sees_its_next_runs(make_member, team, job
     assert "30 2 * * *" in page
     assert "Europe/Berlin" in page
     assert page.count("UTC)") == 3  # three next runs, each with its UTC time
+    # In the schedule's zone (the viewer's is UTC): 02:30 CET or CEST, 00:30 or 01:30 UTC.
+    assert page.count(" 02:30 CE") == 3
 
     # Editing without retyping the secret keeps it.
     edit = client.post(
