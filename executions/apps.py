@@ -7,3 +7,4 @@ class ExecutionsConfig(AppConfig):
     def ready(self) -> None:
         # Modules whose @reaction functions must be registered before any event is processed.
         from executions import retries  # noqa: F401
+        from jobs import chains  # noqa: F401

@@ -58,6 +58,7 @@ def start_execution(
     parameters: Mapping[str, Any] | None = None,
     rerun_of: Execution | None = None,
     retry_of: Execution | None = None,
+    parent: Execution | None = None,
     schedule: Schedule | None = None,
     scheduled_for: datetime | None = None,
     webhook: Webhook | None = None,
@@ -80,6 +81,9 @@ def start_execution(
 
     A schedule's slot that cannot start in time is recorded with `missed`, the reason: a
     finished execution with status missed, whatever the job's other runs are doing.
+
+    A chained run names its `parent`, the run whose end started it (jobs.chains); it lies
+    one link deeper than its parent, and a retry at the depth of the run it retries.
     """
     if not job.enabled:
         raise ExecutionError(f"job {job.name!r} is disabled")
@@ -127,6 +131,8 @@ def start_execution(
             details["rerun_of"] = rerun_of.pk
         if retry_of is not None:
             details["retry_of"] = retry_of.pk
+        if parent is not None:
+            details["parent"] = parent.pk
         if schedule is not None:
             details["schedule"] = schedule.pk
             details["scheduled_for"] = scheduled_for.isoformat() if scheduled_for else None
@@ -170,6 +176,10 @@ def start_execution(
             # Every attempt links to the first one.
             retry_of_id=(retry_of.retry_of_id or retry_of.pk) if retry_of else None,
             attempt=retry_of.attempt + 1 if retry_of else 1,
+            parent=parent,
+            chain_depth=(
+                parent.chain_depth + 1 if parent else retry_of.chain_depth if retry_of else 0
+            ),
             schedule=schedule,
             scheduled_for=scheduled_for,
             webhook=webhook,

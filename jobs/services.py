@@ -15,8 +15,8 @@ from django.utils import timezone
 from accounts import audit, policy
 from accounts.models import Source
 from executions.models import ACTIVE_STATUSES, Execution, Status
+from jobs import chains, schedules
 from jobs import parameters as job_parameters
-from jobs import schedules
 from jobs.models import Job, Schedule, SecretVariable, Webhook
 from servers.models import Server, Tag
 
@@ -29,10 +29,13 @@ def save_job(
     servers: Iterable[Server] | None = None,
     target_tags: Iterable[Tag | str] | None = None,
     secret_variables: Iterable[SecretVariable] | None = None,
+    links: Iterable[chains.Link] | None = None,
     changed_fields: Iterable[str] = (),
 ) -> Job:
-    """Create or change a job (and set its default targets and the secret variables it
-    receives, if given) with its audit row. A tag given by name is created if need be."""
+    """Create or change a job (and set its default targets, the secret variables it
+    receives and the jobs it starts next (`links`, jobs.chains), if given) with its audit row.
+    A tag given by name is created if need be; links that would make a cycle, or lead to
+    another team's job, are refused (ValidationError) and nothing is saved."""
     created = job._state.adding
     with transaction.atomic():
         job.save()
@@ -42,6 +45,10 @@ def save_job(
             job.target_tags.set([Tag.named(tag) for tag in target_tags])
         if secret_variables is not None:
             job.secret_variables.set(secret_variables)
+        if "team" in changed_fields:
+            chains.drop_links_across_teams(job)
+        if links is not None:
+            chains.set_links(job, links)
         if "enabled" in changed_fields and job.enabled:
             # Slots that passed while the job was disabled were not missed: nothing was due.
             for schedule in job.schedules.filter(enabled=True):

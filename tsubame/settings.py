@@ -262,8 +262,17 @@ EXECUTION_REQUEUE_AFTER_SECONDS = envfloat("EXECUTION_REQUEUE_AFTER_SECONDS", 30
 # An execution event whose reactions failed (or whose processor died) is tried again after
 # this long; see executions.reactions.
 EXECUTION_EVENT_RETRY_SECONDS = envfloat("EXECUTION_EVENT_RETRY_SECONDS", 60.0)
+# A chained run (jobs.chains) more than this many links below the run that began the chain
+# is not started: the guard against a cycle that slipped past the check when links were saved.
+CHAIN_MAX_DEPTH = envint("CHAIN_MAX_DEPTH", 10)
 # Each worker fires due schedule slots and reacts to execution events this often.
 SCHEDULE_TICK_SECONDS = envfloat("SCHEDULE_TICK_SECONDS", 1.0)
+# How many batches of due schedules a worker fires at once, each on its own database
+# connection. SQLite has one writer at a time, so more than one only waits there.
+SCHEDULE_FIRE_THREADS = max(
+    1,
+    envint("SCHEDULE_FIRE_THREADS", 1 if DATABASES["default"]["ENGINE"].endswith("sqlite3") else 4),
+)
 # A slot fired later than this after its time was missed (see jobs.scheduler).
 SCHEDULE_MISFIRE_GRACE_SECONDS = envfloat("SCHEDULE_MISFIRE_GRACE_SECONDS", 60.0)
 # How often a running execution checks for a cancel request.
