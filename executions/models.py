@@ -46,6 +46,11 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
             models.Prefetch("host_runs", queryset=HostRun.objects.order_by("server_name", "id"))
         )
 
+    def with_children(self) -> ExecutionQuerySet:
+        """Each one's chained runs (jobs.chains), the runs its end started, in one query."""
+        children = Execution.objects.only("pk", "parent_id", "job_name").order_by("id")
+        return self.prefetch_related(models.Prefetch("children", queryset=children))
+
 
 class Execution(TeamOwned, models.Model):
     """One run of a job. What ran is a snapshot: editing the job later changes nothing here."""

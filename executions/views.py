@@ -139,7 +139,8 @@ def server_names(request: HttpRequest) -> list[str]:
 
 @login_required
 def execution_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    execution = policy.get_visible_or_404(Execution.objects.with_details(), request.user, pk=pk)
+    executions = Execution.objects.with_details().with_children()
+    execution = policy.get_visible_or_404(executions, request.user, pk=pk)
     try:
         window = max(1, min(int(request.GET.get("window", 1)), 512)) * TAIL_WINDOW_BYTES
     except ValueError:
@@ -195,7 +196,7 @@ def execution_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def execution_facts(request: HttpRequest, pk: int) -> HttpResponse:
     """The page's facts (started, finished, duration), for the viewer to swap in as they change."""
-    executions = Execution.objects.select_related("team", "triggered_by")
+    executions = Execution.objects.select_related("team", "triggered_by").with_children()
     execution = policy.get_visible_or_404(executions, request.user, pk=pk)
     return render(request, "executions/execution_facts.html", {"execution": execution})
 

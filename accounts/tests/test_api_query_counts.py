@@ -118,6 +118,7 @@ QUERIES: dict[str, tuple[Callable[[Team, User, int], object], list[str]]] = {
             "target servers",
             "target tags",
             "secret variables",
+            "chain links",
         ],
     ),
     "/api/v1/secret-variables/": (
@@ -140,6 +141,7 @@ QUERIES: dict[str, tuple[Callable[[Team, User, int], object], list[str]]] = {
             "count",
             "executions, teams, jobs, triggering and cancelling users",
             "host runs",
+            "chained runs",
         ],
     ),
     "/api/v1/teams/": (

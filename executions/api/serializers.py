@@ -45,6 +45,13 @@ class ExecutionSerializer(serializers.ModelSerializer):
     parameters = serializers.JSONField(
         read_only=True, help_text="The values the run was given by name; a secret's is null."
     )
+    parent = serializers.PrimaryKeyRelatedField(
+        read_only=True,
+        help_text="A chained run (trigger chain): the run whose end started it.",
+    )
+    children = serializers.PrimaryKeyRelatedField(
+        many=True, read_only=True, help_text="The chained runs this run's end started."
+    )
 
     class Meta:
         model = Execution
@@ -57,6 +64,9 @@ class ExecutionSerializer(serializers.ModelSerializer):
             "summary",
             "trigger",
             "triggered_by",
+            "parent",
+            "chain_depth",
+            "children",
             "created_at",
             "started_at",
             "finished_at",

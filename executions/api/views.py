@@ -56,7 +56,7 @@ class OctetStreamRenderer(renderers.BaseRenderer):
 
 
 class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TeamScopedViewSet):
-    queryset = Execution.objects.with_details()
+    queryset = Execution.objects.with_details().with_children()
     serializer_class = ExecutionSerializer
     filterset_class = ExecutionFilter
     ordering_fields = ["created_at", "started_at", "finished_at", "status", "job_name"]
