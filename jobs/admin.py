@@ -12,7 +12,7 @@ from accounts import policy
 from executions import services
 from executions.models import Trigger
 from jobs.forms import JobForm, SecretVariableForm, WebhookAdminForm
-from jobs.models import Job, Schedule, SecretVariable, Webhook, WebhookDelivery
+from jobs.models import ChainLink, Job, Schedule, SecretVariable, Webhook, WebhookDelivery
 from jobs.services import (
     delete_job,
     delete_schedule,
@@ -27,9 +27,33 @@ from servers.models import Server
 from tsubame.adminscope import TeamScopedAdmin
 
 
+class ChainLinkInline(admin.TabularInline):
+    """The jobs a job starts next, shown; they are set in the web UI or the API, which
+    check them for cycles and record the change with the job's."""
+
+    model = ChainLink
+    fk_name = "job"
+    fields = readonly_fields = ["next_job", "when"]
+    extra = 0
+    verbose_name_plural = "then runs"
+
+    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return True  # shown only on the page of a job the user may see
+
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+
 @admin.register(Job)
 class JobAdmin(TeamScopedAdmin):
     form = JobForm
+    inlines = [ChainLinkInline]
     save_service = staticmethod(save_job)
     delete_service = staticmethod(delete_job)
     list_display = [

@@ -6,12 +6,12 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from accounts import timezones
 from accounts.forms import TeamOwnedForm
-from jobs import parameters, webhooks
-from jobs.models import Job, Schedule, SecretVariable, Webhook
+from jobs import chains, parameters, webhooks
+from jobs.models import ChainWhen, Job, Schedule, SecretVariable, Webhook
 from servers.forms import TagNamesField, WriteOnlyTextarea
 from servers.models import Server, Tag
 
@@ -98,15 +98,81 @@ class JobForm(forms.ModelForm):
         return data
 
 
+def next_jobs_field(label: str, help_text: str) -> forms.ModelMultipleChoiceField:
+    return forms.ModelMultipleChoiceField(
+        queryset=Job.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label=label,
+        help_text=help_text,
+    )
+
+
+# The job form's lists of next jobs, each the links of one `when` (jobs.chains).
+THEN_FIELDS = {
+    "then_succeeded": ChainWhen.SUCCEEDED,
+    "then_failed": ChainWhen.FAILED,
+    "then_finished": ChainWhen.FINISHED,
+}
+
+
 class JobPageForm(TeamOwnedForm, JobForm):
-    """The UI's job form: its targets and secret variables are checkboxes, and its
-    parameters are edited row by row (parameters.js writes the JSON field)."""
+    """The UI's job form: its targets, secret variables and next jobs are checkboxes, and
+    its parameters are edited row by row (parameters.js writes the JSON field)."""
+
+    # Sent with the lists of next jobs: a post without it (from a page that had none) keeps
+    # the job's links, where unticked lists would drop them.
+    then_shown = forms.BooleanField(required=False, initial=True, widget=forms.HiddenInput)
+    then_succeeded = next_jobs_field("After it succeeds", "")
+    then_failed = next_jobs_field("After it fails", "Failed, timed out or lost.")
+    then_finished = next_jobs_field("After it finishes either way", "Not after a cancel.")
 
     class Meta(JobForm.Meta):
         widgets = {
             "servers": forms.CheckboxSelectMultiple,
             "secret_variables": forms.CheckboxSelectMultiple,
         }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            for link in self.instance.links.all():
+                for name, when in THEN_FIELDS.items():
+                    if link.when == when:
+                        self.initial.setdefault(name, []).append(link.next_job_id)
+
+    def offer_next_jobs(self, jobs: QuerySet[Job]) -> None:
+        """The jobs the view lets the user choose from (the form keeps them to the team)."""
+        for name in THEN_FIELDS:
+            self.fields[name].queryset = jobs.exclude(pk=self.instance.pk).select_related("team")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if not data.get("then_shown"):
+            data["links"] = None
+            return data
+        data["links"] = [
+            (job, when) for name, when in THEN_FIELDS.items() for job in data.get(name) or ()
+        ]
+        if data.get("team"):
+            saved = Job(pk=self.instance.pk, team=data["team"], name=data.get("name", ""))
+            try:
+                chains.clean_links(saved, data["links"])
+            except ValidationError as exc:
+                self.add_error("then_succeeded", exc)
+        return data
+
+    then_field_names = tuple(THEN_FIELDS)
+
+    @property
+    def then_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in THEN_FIELDS]
+
+    @property
+    def changed_fields(self) -> list[str]:
+        """What changed, for the audit: the lists of next jobs are named as what they set."""
+        changed = [n for n in self.changed_data if n not in THEN_FIELDS and n != "then_shown"]
+        return [*changed, "links"] if set(self.changed_data) & set(THEN_FIELDS) else changed
 
     @property
     def parameter_editor(self) -> dict[str, Any]:

@@ -76,6 +76,7 @@ def job_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     form.fields["secret_variables"].queryset = policy.visible(
         SecretVariable.objects.select_related("team"), request.user
     )
+    form.offer_next_jobs(policy.visible(Job.objects.all(), request.user))
     if request.method == "POST" and form.is_valid():
         saved = save_job(
             form.save(commit=False),
@@ -84,7 +85,8 @@ def job_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
             servers=form.cleaned_data["servers"],
             target_tags=form.cleaned_data["target_tags"],
             secret_variables=form.cleaned_data["secret_variables"],
-            changed_fields=form.changed_data,
+            links=form.cleaned_data["links"],
+            changed_fields=form.changed_fields,
         )
         messages.success(request, f"Saved {saved.name}.")
         return redirect("job-detail", pk=saved.pk)
@@ -129,7 +131,7 @@ def job_page(
 def visible_job(request: HttpRequest, pk: int) -> Job:
     return policy.get_visible_or_404(
         Job.objects.select_related("team").prefetch_related(
-            visible_targets(request.user), "target_tags", "secret_variables"
+            visible_targets(request.user), "target_tags", "secret_variables", "links__next_job"
         ),
         request.user,
         pk=pk,

@@ -7,8 +7,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.models import Team
-from jobs import parameters
-from jobs.models import Job, SecretVariable, validate_script_size
+from jobs import chains, parameters
+from jobs.models import ChainWhen, Job, SecretVariable, validate_script_size
 from servers.api.serializers import TagNamesField
 from servers.models import Server
 from tsubame.api.base import StrictModelSerializer, StrictSerializer, VisibleRelatedField
@@ -51,6 +51,19 @@ class SecretVariableNamesField(serializers.ListField):
         return [variable.name for variable in variables.all()]
 
 
+class ChainLinkSerializer(StrictSerializer):
+    """A job this one starts when its run ends as `when` says (jobs.chains)."""
+
+    job = VisibleRelatedField(
+        source="next_job", queryset=Job.objects.all(), help_text="A job of the same team."
+    )
+    when = serializers.ChoiceField(
+        choices=ChainWhen.choices,
+        help_text="succeeded; failed (failed, timed out or lost); finished (either, not when "
+        "cancelled).",
+    )
+
+
 class JobSerializer(StrictModelSerializer):
     team = VisibleRelatedField(queryset=Team.objects.all())
     servers = VisibleRelatedField(many=True, queryset=Server.objects.all(), required=False)
@@ -63,6 +76,13 @@ class JobSerializer(StrictModelSerializer):
         required=False, help_text="Names of the team's secret variables the script receives."
     )
     script = serializers.CharField(trim_whitespace=False, validators=[validate_script_size])
+    then = ChainLinkSerializer(
+        many=True,
+        source="links",
+        required=False,
+        help_text="The jobs of its team that start when its run ends, with the values of "
+        "the parameters they share (not secret ones). No cycles.",
+    )
 
     class Meta:
         model = Job
@@ -81,6 +101,7 @@ class JobSerializer(StrictModelSerializer):
             "max_parallel",
             "use_terminal",
             "concurrency",
+            "then",
             "retry_attempts",
             "retry_delay_seconds",
             "retry_backoff",
@@ -109,6 +130,14 @@ class JobSerializer(StrictModelSerializer):
             job.clean_secret_variables(list(variables))
         except ValidationError as exc:
             raise serializers.ValidationError({"secret_variables": exc.messages}) from exc
+        if "links" in attrs:
+            attrs["links"] = [(link["next_job"], link["when"]) for link in attrs["links"]]
+            job.pk = getattr(self.instance, "pk", None)
+            job.name = attrs.get("name", getattr(self.instance, "name", ""))
+            try:
+                chains.clean_links(job, attrs["links"])
+            except ValidationError as exc:
+                raise serializers.ValidationError({"then": exc.messages}) from exc
         return attrs
 
     @staticmethod

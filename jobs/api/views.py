@@ -22,10 +22,12 @@ class JobViewSet(
     ServiceWriteMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TeamScopedViewSet
 ):
     queryset = Job.objects.select_related("team").prefetch_related(
-        "servers", "target_tags", "secret_variables"
+        "servers", "target_tags", "secret_variables", "links"
     )
     serializer_class = JobSerializer
     save_service = staticmethod(save_job)
+    # The serializer's `then`: the job's links, set by the service with the job.
+    service_fields = frozenset({"links"})
     delete_service = staticmethod(delete_job)
     filterset_class = JobFilter
     ordering_fields = ["name", "created_at", "updated_at"]
