@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from itertools import repeat
 
 from cronsim import CronSimError
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from executions import services
@@ -56,17 +58,40 @@ def fire_due_schedules(now: datetime | None = None, batch: int = 50) -> list[int
 
     One transaction per batch rather than per schedule: a thousand schedules due in the same
     minute would otherwise wait for a thousand commits (each a disk flush). Each schedule's
-    guard and its run still commit together.
+    guard and its run still commit together. With SCHEDULE_FIRE_THREADS above 1 (PostgreSQL),
+    that many batches fire at once, each on its own connection: firing waits mostly for the
+    database's answers, not for this process.
     """
     now = now or timezone.now()
+    # Inside a caller's transaction, other connections would wait for rows it holds.
+    threads = 1 if connection.in_atomic_block else settings.SCHEDULE_FIRE_THREADS
     started = []
-    while due := due_schedules(now, batch):
-        with transaction.atomic():
-            for schedule in due:
-                started += fire(schedule, now)
-        if len(due) < batch:
+    while due := due_schedules(now, batch * threads):
+        batches = [due[start : start + batch] for start in range(0, len(due), batch)]
+        if len(batches) == 1:
+            started += _fire_batch(batches[0], now)
+        else:
+            with ThreadPoolExecutor(len(batches)) as pool:
+                for fired in pool.map(_fire_batch_on_own_connection, batches, repeat(now)):
+                    started += fired
+        if len(due) < batch * threads:
             break
     return started
+
+
+def _fire_batch(schedules: list[Schedule], now: datetime) -> list[int]:
+    started = []
+    with transaction.atomic():
+        for schedule in schedules:
+            started += fire(schedule, now)
+    return started
+
+
+def _fire_batch_on_own_connection(schedules: list[Schedule], now: datetime) -> list[int]:
+    try:
+        return _fire_batch(schedules, now)
+    finally:
+        connection.close()  # this thread's own; the pool's threads end with the call
 
 
 def fire(schedule: Schedule, now: datetime) -> list[int]:
