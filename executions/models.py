@@ -99,6 +99,9 @@ class Execution(TeamOwned, models.Model):
         "jobs.Schedule", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     scheduled_for = models.DateTimeField(null=True, blank=True)
+    # A scheduled run that no worker has claimed by then is recorded as missed instead of
+    # starting late (the schedule's start deadline after its slot).
+    start_by = models.DateTimeField(null=True, blank=True)
     webhook = models.ForeignKey(
         "jobs.Webhook", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -64,6 +64,7 @@ def start_execution(
     parent: Execution | None = None,
     schedule: Schedule | None = None,
     scheduled_for: datetime | None = None,
+    start_by: datetime | None = None,
     webhook: Webhook | None = None,
     missed: str = "",
 ) -> Execution:
@@ -185,6 +186,7 @@ def start_execution(
             ),
             schedule=schedule,
             scheduled_for=scheduled_for,
+            start_by=start_by,
             webhook=webhook,
             trigger=trigger,
             triggered_by=triggered_by if getattr(triggered_by, "pk", None) else None,
@@ -412,10 +414,17 @@ def claim_execution(execution_id: int, worker: str) -> Execution | None:
     # Times that the reaper compares come from the database's clock, so clock skew between
     # worker machines cannot make a live execution look dead.
     with transaction.atomic():
-        claimed = Execution.objects.filter(pk=execution_id, status=Status.QUEUED).update(
+        in_time = Q(start_by=None) | Q(start_by__gte=Now())
+        claimed = Execution.objects.filter(in_time, pk=execution_id, status=Status.QUEUED).update(
             status=Status.RUNNING, started_at=Now(), heartbeat_at=Now(), worker=worker
         )
         if not claimed:
+            _finish(
+                execution_id,
+                Status.MISSED,
+                "missed: no worker could start it within its schedule's start deadline",
+                guard=Q(status=Status.QUEUED, start_by__lt=Now()),
+            )
             return None
         ExecutionEvent.objects.create(execution_id=execution_id, kind=ExecutionEvent.Kind.STARTED)
         live.ring_after_commit(execution_id)

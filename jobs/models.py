@@ -324,7 +324,9 @@ class Schedule(TeamOwned, models.Model):
     start_deadline_seconds = models.PositiveIntegerField(
         default=3600,
         validators=[MinValueValidator(1)],
-        help_text="Run once: how late a missed slot may still start.",
+        help_text="How late after its time a run may still start: one that no worker has "
+        "started by then (a busy queue, or a missed slot under run once) is recorded as "
+        "missed instead.",
     )
     next_run_at = models.DateTimeField(null=True, blank=True, db_index=True)
     last_slot_at = models.DateTimeField(null=True, blank=True)

@@ -189,5 +189,6 @@ def _start(schedule: Schedule, slot: datetime, missed: str = "") -> Execution:
         parameters=values,
         schedule=schedule,
         scheduled_for=slot,
+        start_by=slot + timedelta(seconds=schedule.start_deadline_seconds),
         missed=missed,
     )

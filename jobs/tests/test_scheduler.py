@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from executions import runner
 from executions.models import Execution, Status, Trigger
 from jobs import scheduler, schedules
 from jobs.models import Concurrency, MissedRuns, Schedule
@@ -239,3 +240,20 @@ def test_an_idle_tick_is_one_query_whatever_the_number_of_schedules(job, django_
         schedule_from(job, f"0 {hour % 24} * * *", "UTC", at("2026-05-01T00:30:00"))
     with django_assert_num_queries(1):  # the due schedules: none
         assert scheduler.fire_due_schedules(now=at("2026-05-01T00:45:00")) == []
+
+
+def test_a_scheduled_run_no_worker_started_by_its_deadline_is_missed_not_run(job):
+    schedule = schedule_from(
+        job, "0 3 * * *", "UTC", at("2026-05-01T00:00:00"), start_deadline_seconds=600
+    )
+    [execution_id] = scheduler.fire_due_schedules(now=at("2026-05-01T03:00:05"))
+    execution = Execution.objects.get(pk=execution_id)
+    assert execution.start_by == at("2026-05-01T03:10:00")
+    # The workers were busy: a worker takes it long after (the test's dates are in the past).
+    runner.run_execution(execution.pk)
+    execution.refresh_from_db()
+    assert execution.status == Status.MISSED
+    assert execution.started_at is None
+    assert "start deadline" in execution.summary
+    assert list(execution.events.values_list("kind", flat=True)) == [Status.MISSED]
+    assert schedule.pk == execution.schedule_id
