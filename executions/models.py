@@ -92,6 +92,9 @@ class Execution(TeamOwned, models.Model):
     attempt = models.PositiveSmallIntegerField(default=1)
     # Set on a failed attempt that will be retried: when the scheduler's tick starts the next.
     retry_due_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # A retry was due but could not start (the job disabled, its servers gone): this failed
+    # attempt is the last one after all.
+    retry_abandoned = models.BooleanField(default=False)
 
     trigger = models.CharField(max_length=20, choices=Trigger.choices)
     # A scheduled run: its schedule, and the slot (the time the schedule named) it is for.

@@ -49,7 +49,7 @@ def will_retry(execution: Execution) -> bool:
 def is_final_attempt(execution: Execution) -> bool:
     """Whether no attempt follows this ended run: what reacts to a run's outcome once per
     run (a chain, a notification) reacts to this one."""
-    return not will_retry(execution) or _has_secret_values(execution)
+    return not will_retry(execution) or _has_secret_values(execution) or execution.retry_abandoned
 
 
 def _has_secret_values(execution: Execution) -> bool:
@@ -61,7 +61,7 @@ def _has_secret_values(execution: Execution) -> bool:
 def plan_retry(event: ExecutionEvent) -> None:
     """Mark a failed attempt to be tried again when its delay has passed."""
     execution = event.execution
-    if not will_retry(execution):
+    if not will_retry(execution) or execution.retry_abandoned:
         return
     if _has_secret_values(execution):
         Execution.objects.filter(pk=execution.pk).exclude(summary__contains=NOT_RETRIED).update(
@@ -111,7 +111,16 @@ def start_retry(execution: Execution) -> Execution | None:
         return None
     except services.ExecutionError as exc:
         logger.warning("execution %s: retry not started: %s", execution.pk, exc)
-        Execution.objects.filter(pk=execution.pk).update(
-            retry_due_at=None, summary=f"{execution.summary}; {NOT_RETRIED}: {exc}"
-        )
+        with transaction.atomic():
+            abandoned = Execution.objects.filter(
+                pk=execution.pk, retry_due_at=execution.retry_due_at
+            ).update(
+                retry_due_at=None,
+                retry_abandoned=True,
+                summary=f"{execution.summary}; {NOT_RETRIED}: {exc}",
+            )
+            if abandoned:
+                # Its outcome is final after all: what reacts to final outcomes (a chain)
+                # hears it again, now as the last attempt.
+                ExecutionEvent.objects.create(execution=execution, kind=execution.status)
         return None

@@ -12,6 +12,7 @@ from accounts.models import ApiToken
 from executions import reactions, retries, runner, services
 from executions.models import Execution, Status, Trigger
 from executions.tests.helpers import run, start
+from jobs.models import ChainLink, ChainWhen
 from jobs.parameters import clean_definitions
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
@@ -144,6 +145,26 @@ def test_a_retry_that_cannot_start_says_why(job):
     execution.refresh_from_db()
     assert execution.retry_due_at is None
     assert "not retried: job" in execution.summary
+    assert execution.retry_abandoned
+    assert retries.is_final_attempt(execution)
+    reactions.process_events()  # its outcome heard again, as final: no new retry planned
+    assert due_time(execution) is None
+
+
+def test_the_next_job_of_a_chain_starts_after_the_final_attempt_only(job, make_job, make_server):
+    next_job = make_job("echo next", [make_server(name="other")])
+    ChainLink.objects.create(job=job, next_job=next_job, when=ChainWhen.FAILED)
+    execution = ended(Status.FAILED, job)
+    reactions.process_events()
+    assert due_time(execution) is not None
+    assert not Execution.objects.filter(job=next_job).exists()  # a retry is coming
+    # The retry cannot start after all: this failed attempt was the last one.
+    job.enabled = False
+    job.save()
+    retries.start_due_retries(now=due_time(execution))
+    reactions.process_events()
+    [chained] = Execution.objects.filter(job=next_job)
+    assert (chained.parent, chained.trigger) == (execution, Trigger.CHAIN)
 
 
 def test_retry_settings_in_the_api_and_attempts_on_the_pages(job, superuser, client):
