@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import repeat
 
@@ -59,83 +60,138 @@ def fire_due_schedules(now: datetime | None = None, batch: int = 50) -> list[int
     One transaction per batch rather than per schedule: a thousand schedules due in the same
     minute would otherwise wait for a thousand commits (each a disk flush). Each schedule's
     guard and its run still commit together. With SCHEDULE_FIRE_THREADS above 1 (PostgreSQL),
-    that many batches fire at once, each on its own connection: firing waits mostly for the
-    database's answers, not for this process.
+    that many threads fire at once, each on its own connection: firing waits mostly for the
+    database's answers, not for this process. Each job's schedules stay in one thread, whose
+    transaction locks the job's row (start_execution) until it commits: two threads sharing
+    jobs could each hold one the other waits for.
     """
     now = now or timezone.now()
     # Inside a caller's transaction, other connections would wait for rows it holds.
     threads = 1 if connection.in_atomic_block else settings.SCHEDULE_FIRE_THREADS
     started = []
     while due := due_schedules(now, batch * threads):
-        batches = [due[start : start + batch] for start in range(0, len(due), batch)]
-        if len(batches) == 1:
-            started += _fire_batch(batches[0], now)
+        shares: list[list[Schedule]] = [[] for _ in range(threads)]
+        for schedule in due:
+            shares[schedule.job_id % threads].append(schedule)
+        shares = [share for share in shares if share]
+        if len(shares) == 1:
+            started += _fire_share(shares[0], now, batch)
         else:
-            with ThreadPoolExecutor(len(batches)) as pool:
-                for fired in pool.map(_fire_batch_on_own_connection, batches, repeat(now)):
-                    started += fired
+            with ThreadPoolExecutor(len(shares)) as pool:
+                fired = pool.map(_fire_share_on_own_connection, shares, repeat(now), repeat(batch))
+                for ids in fired:
+                    started += ids
         if len(due) < batch * threads:
             break
     return started
 
 
-def _fire_batch(schedules: list[Schedule], now: datetime) -> list[int]:
+def _fire_share(schedules: list[Schedule], now: datetime, batch: int) -> list[int]:
     started = []
-    with transaction.atomic():
-        for schedule in schedules:
-            started += fire(schedule, now)
+    for start in range(0, len(schedules), batch):
+        started += _fire_batch(schedules[start : start + batch], now)
     return started
 
 
-def _fire_batch_on_own_connection(schedules: list[Schedule], now: datetime) -> list[int]:
+def _fire_share_on_own_connection(
+    schedules: list[Schedule], now: datetime, batch: int
+) -> list[int]:
     try:
-        return _fire_batch(schedules, now)
+        return _fire_share(schedules, now, batch)
     finally:
         connection.close()  # this thread's own; the pool's threads end with the call
 
 
+@dataclass(frozen=True)
+class Due:
+    """A schedule's due slots, worked out before any transaction (it can take a while after
+    a long outage, and SQLite's write lock would be held meanwhile)."""
+
+    schedule: Schedule
+    first: datetime
+    latest: datetime
+    previous: datetime | None
+    count: int
+    following: datetime | None
+
+
+def _fire_batch(schedules: list[Schedule], now: datetime) -> list[int]:
+    """Fire the schedules in one transaction; if that fails, each in its own, so that one
+    schedule that cannot fire (for a reason other than its run's) blocks no other."""
+    plans = [plan for schedule in schedules if (plan := _due(schedule, now))]
+    try:
+        with transaction.atomic():
+            return [pk for plan in plans for pk in _fire(plan, now)]
+    except Exception:
+        logger.exception("firing %s schedules at once failed; firing them one by one", len(plans))
+    started = []
+    for plan in plans:
+        try:
+            with transaction.atomic():
+                started += _fire(plan, now)
+        except Exception as exc:
+            logger.exception("schedule %s: its slot %s failed", plan.schedule.pk, plan.latest)
+            # Moved on all the same: a slot that fails every time must not block the next.
+            Schedule.objects.filter(pk=plan.schedule.pk, next_run_at=plan.first).update(
+                next_run_at=plan.following,
+                last_slot_at=plan.latest,
+                last_error=f"{plan.latest:%Y-%m-%d %H:%M} UTC: {exc}",
+            )
+    return started
+
+
 def fire(schedule: Schedule, now: datetime) -> list[int]:
     """Fire the schedule's due slots if no other tick has; see the module's docstring."""
+    plan = _due(schedule, now)
+    if plan is None:
+        return []
+    with transaction.atomic():
+        return _fire(plan, now)
+
+
+def _due(schedule: Schedule, now: datetime) -> Due | None:
     first = schedule.next_run_at
     assert first is not None
     try:
-        latest, previous, count, following = _due_slots(schedule, first, now)
+        return Due(schedule, first, *_due_slots(schedule, first, now))
     except (CronSimError, ValidationError) as exc:
         # Only a database edited by hand (or a time zone gone from the system) gets here.
         Schedule.objects.filter(pk=schedule.pk, next_run_at=first).update(
             next_run_at=None, last_error=f"cannot compute its next run: {exc}"
         )
-        return []
+        return None
+
+
+def _fire(plan: Due, now: datetime) -> list[int]:
+    """In the caller's transaction: win the slot by the guard, then start or record."""
+    schedule, first, latest = plan.schedule, plan.first, plan.latest
     on_time = now - latest <= timedelta(seconds=settings.SCHEDULE_MISFIRE_GRACE_SECONDS)
     catch_up = schedule.missed_runs == MissedRuns.RUN_ONCE and now - latest <= timedelta(
         seconds=schedule.start_deadline_seconds
     )
-    # Within fire_due_schedules' batch no savepoint of its own (two queries fewer per slot):
-    # an error here rolls the whole batch back, and its slots fire on the next tick.
-    with transaction.atomic(savepoint=False):
-        won = Schedule.objects.filter(pk=schedule.pk, next_run_at=first, enabled=True).update(
-            next_run_at=following, last_slot_at=latest, last_error=""
+    won = Schedule.objects.filter(pk=schedule.pk, next_run_at=first, enabled=True).update(
+        next_run_at=plan.following, last_slot_at=latest, last_error=""
+    )
+    if not won:
+        return []  # another tick fired it, or it was paused or changed meanwhile
+    recorded = []
+    try:
+        if on_time:
+            if plan.count > 1:  # a late tick after an outage that ended just in time
+                assert plan.previous is not None
+                reason = _missed_reason(schedule, first, plan.previous, plan.count - 1, now)
+                recorded.append(_start(schedule, plan.previous, missed=reason))
+            recorded.append(_start(schedule, latest))
+        elif catch_up:  # one run for them all
+            recorded.append(_start(schedule, latest))
+        else:
+            reason = _missed_reason(schedule, first, latest, plan.count, now)
+            recorded.append(_start(schedule, latest, missed=reason))
+    except services.ExecutionError as exc:
+        logger.warning("schedule %s: its run of %s did not start: %s", schedule.pk, latest, exc)
+        Schedule.objects.filter(pk=schedule.pk).update(
+            last_error=f"{latest:%Y-%m-%d %H:%M} UTC: {exc}"
         )
-        if not won:
-            return []  # another tick fired it, or it was paused or changed meanwhile
-        recorded = []
-        try:
-            if on_time:
-                if count > 1:  # a late tick after an outage that ended just in time
-                    assert previous is not None
-                    reason = _missed_reason(schedule, first, previous, count - 1, now)
-                    recorded.append(_start(schedule, previous, missed=reason))
-                recorded.append(_start(schedule, latest))
-            elif catch_up:  # one run for them all
-                recorded.append(_start(schedule, latest))
-            else:
-                reason = _missed_reason(schedule, first, latest, count, now)
-                recorded.append(_start(schedule, latest, missed=reason))
-        except services.ExecutionError as exc:
-            logger.warning("schedule %s: its run of %s did not start: %s", schedule.pk, latest, exc)
-            Schedule.objects.filter(pk=schedule.pk).update(
-                last_error=f"{latest:%Y-%m-%d %H:%M} UTC: {exc}"
-            )
     return [execution.pk for execution in recorded]
 
 

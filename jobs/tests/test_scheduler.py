@@ -257,3 +257,35 @@ def test_a_scheduled_run_no_worker_started_by_its_deadline_is_missed_not_run(job
     assert "start deadline" in execution.summary
     assert list(execution.events.values_list("kind", flat=True)) == [Status.MISSED]
     assert schedule.pk == execution.schedule_id
+
+
+def test_a_schedule_that_fails_to_fire_blocks_no_other(job, make_job, make_server, monkeypatch):
+    other = make_job("true", [make_server(name="other")])
+    broken = schedule_from(job, "0 3 * * *", "UTC", at("2026-05-01T00:00:00"))
+    fine = schedule_from(other, "0 3 * * *", "UTC", at("2026-05-01T00:00:00"))
+    start = scheduler._start
+
+    def start_or_fail(schedule, slot, missed=""):
+        if schedule.pk == broken.pk:
+            raise RuntimeError("the database said no")
+        return start(schedule, slot, missed)
+
+    monkeypatch.setattr(scheduler, "_start", start_or_fail)
+    [execution_id] = scheduler.fire_due_schedules(now=at("2026-05-01T03:00:05"))
+    assert Execution.objects.get(pk=execution_id).schedule == fine
+    broken.refresh_from_db()
+    assert broken.next_run_at == at("2026-05-02T03:00:00")
+    assert "the database said no" in broken.last_error
+
+
+@pytest.mark.django_db(transaction=True)
+def test_threads_fire_schedules_of_shared_jobs_once_each(make_job, make_server, settings):
+    settings.SCHEDULE_FIRE_THREADS = 3
+    server = make_server()
+    jobs = [make_job("true", [server]) for _ in range(4)]
+    for n in range(40):
+        schedule_from(jobs[n % 4], "0 3 * * *", "UTC", at("2026-05-01T00:00:00"))
+    fired = scheduler.fire_due_schedules(now=at("2026-05-01T03:00:05"), batch=5)
+    assert len(fired) == 40
+    assert Execution.objects.count() == 40
+    assert scheduler.fire_due_schedules(now=at("2026-05-01T03:00:06")) == []
