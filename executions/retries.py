@@ -29,6 +29,7 @@ from executions import services
 from executions.models import Execution, ExecutionEvent, Status, Trigger
 from executions.reactions import reaction
 from jobs import parameters
+from jobs.models import MAX_RETRY_DELAY_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -71,11 +72,14 @@ def plan_retry(event: ExecutionEvent) -> None:
     job = execution.job
     assert job is not None
     assert execution.finished_at is not None
-    delay = job.retry_delay_seconds * job.retry_backoff ** (execution.attempt - 1)
+    delay = min(
+        job.retry_delay_seconds * job.retry_backoff ** (execution.attempt - 1),
+        MAX_RETRY_DELAY_SECONDS,
+    )
     next_attempt = Execution.objects.filter(
         retry_of=execution.retry_of_id or execution.pk, attempt=execution.attempt + 1
     )
-    Execution.objects.filter(pk=execution.pk, retry_due_at=None).exclude(
+    Execution.objects.filter(pk=execution.pk, retry_due_at=None, retry_abandoned=False).exclude(
         Exists(next_attempt)
     ).update(retry_due_at=execution.finished_at + timedelta(seconds=delay))
 

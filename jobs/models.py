@@ -94,6 +94,10 @@ class SecretVariable(TeamOwned, models.Model):
             )
 
 
+# No retry waits longer than a day, however the back-off grows.
+MAX_RETRY_DELAY_SECONDS = 24 * 3600
+
+
 class Concurrency(models.TextChoices):
     """What a new run of a job does while another run of it is queued or running."""
 
@@ -183,7 +187,9 @@ class Job(TeamOwned, models.Model):
         "the servers that did not succeed. A cancelled run is never retried.",
     )
     retry_delay_seconds = models.PositiveIntegerField(
-        default=60, help_text="Seconds before the first retry."
+        default=60,
+        validators=[MaxValueValidator(MAX_RETRY_DELAY_SECONDS)],
+        help_text="Seconds before the first retry (at most a day).",
     )
     retry_backoff = models.FloatField(
         default=2.0,
@@ -409,6 +415,7 @@ class WebhookDelivery(TeamOwned, models.Model):
 
     class Meta:
         ordering = ["-received_at", "-id"]
+        indexes = [models.Index(fields=["webhook", "received_at"])]
         constraints = [
             # A delivery id starts at most one run: the second of two at once fails here.
             models.UniqueConstraint(

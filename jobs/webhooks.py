@@ -7,8 +7,10 @@ Two ways to sign a delivery, chosen per webhook:
   `whsec_...` secret.
 - GitHub: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>` keyed with the whole
   secret text, `whsec_` included, as pasted into GitHub's "Secret" field, and
-  `X-GitHub-Delivery` as the delivery id. GitHub signs no time: only the delivery id guards
-  against replays. Its `ping` event (sent when the hook is set up) starts nothing.
+  `X-GitHub-Delivery`. GitHub signs neither a time nor its delivery id, so an id would guard
+  against nothing: a body is accepted once, its signature being the replay key (GitHub's
+  own redeliveries resend the same body). Its `ping` event (sent when the hook is set up)
+  starts nothing.
 During a rotation the previous secret is accepted as well, until it is retired.
 
 The answers (JSON `{"detail": reason, "execution": id or null}`):
@@ -58,7 +60,8 @@ MAX_ID_LENGTH = 200
 # the ones the sender signed, and a timestamp has no sign, fraction or leading zero, so that
 # the text we sign is the text the sender signed.
 ID = re.compile(rf"[\x21-\x7e]{{1,{MAX_ID_LENGTH}}}")
-TIMESTAMP = re.compile(r"[1-9][0-9]{0,11}")
+# At most 10 digits: up to the year 2286, all a datetime can hold on every platform.
+TIMESTAMP = re.compile(r"[1-9][0-9]{0,9}")
 GITHUB_SIGNATURE = re.compile(r"sha256=([0-9a-fA-F]{64})")
 # One or more keys (or list indices) separated by dots: `pull_request.head.ref`, `commits.0.id`.
 PATH = re.compile(r"[^.\s]+(\.[^.\s]+)*")
@@ -132,10 +135,13 @@ def receive(
     if webhook is None:
         return Outcome(404, "No such webhook.")
     headers = {name.lower(): value for name, value in headers.items()}
-    id_header = "x-github-delivery" if webhook.mode == WebhookMode.GITHUB else "webhook-id"
     # Logged only when well-formed: a header may carry what a database column cannot (NUL).
-    delivery_id = headers.get(id_header, "")
-    delivery_id = delivery_id if ID.fullmatch(delivery_id) else ""
+    if webhook.mode == WebhookMode.GITHUB:
+        signature = GITHUB_SIGNATURE.fullmatch(headers.get("x-hub-signature-256", ""))
+        delivery_id = f"sha256={signature[1].lower()}" if signature else ""
+    else:
+        delivery_id = headers.get("webhook-id", "")
+        delivery_id = delivery_id if ID.fullmatch(delivery_id) else ""
     try:
         parameters = check(webhook, headers, body, now or timezone.now())
     except NotStarted as refused:
@@ -150,9 +156,6 @@ def check(
     `headers` have lower-case names."""
     if not webhook.enabled:
         raise NotStarted(404, "This webhook is disabled.")
-    recent = webhook.deliveries.filter(received_at__gt=now - RATE_WINDOW).count()
-    if recent >= webhook.rate_limit_per_minute:
-        raise NotStarted(429, f"Over the limit of {webhook.rate_limit_per_minute} per minute.")
     limit = settings.WEBHOOK_MAX_BODY_BYTES
     if len(body) > limit:
         raise NotStarted(413, f"The body is larger than {limit} bytes.")
@@ -160,6 +163,11 @@ def check(
         verify_github(webhook, headers, body)
     else:
         verify_standard(webhook, headers, body, now)
+    # After the signature and counting runs started: requests anyone can send (unsigned)
+    # must not use up the limit of the sender that signs.
+    recent = webhook.deliveries.filter(accepted=True, received_at__gt=now - RATE_WINDOW)
+    if recent.count() >= webhook.rate_limit_per_minute:
+        raise NotStarted(429, f"Over the limit of {webhook.rate_limit_per_minute} per minute.")
     try:
         document = json.loads(body)
     except (ValueError, RecursionError):
@@ -203,7 +211,10 @@ def verify_standard(
         raise NotStarted(400, f"webhook-id must be 1 to {MAX_ID_LENGTH} printable characters.")
     if not TIMESTAMP.fullmatch(stamp):
         raise NotStarted(400, "webhook-timestamp must be whole seconds since 1970.")
-    sent_at = datetime.fromtimestamp(int(stamp), tz=UTC)
+    try:
+        sent_at = datetime.fromtimestamp(int(stamp), tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        raise NotStarted(400, "webhook-timestamp is not a time this server can hold.") from None
     if abs(now - sent_at) > TOLERANCE:
         raise NotStarted(401, "webhook-timestamp is more than 5 minutes from our clock.")
     given = []

@@ -293,6 +293,8 @@ def test_over_the_rate_limit_answers_429(hook):
     response = deliver(hook, msg_id="m4")
     assert response.status_code == 429
     assert Execution.objects.count() == 3
+    # Unsigned requests, which anyone can send, count for nothing and are refused as such.
+    assert post(hook, b"{}", {}).status_code == 400
     later = timezone.now() + timedelta(seconds=61)
     body = json.dumps(PUSH).encode()
     headers = signed_headers(hook.secret, body, "m5", at=later)
@@ -361,17 +363,40 @@ def github_headers(secret: str, body: bytes, delivery: str = "gh-1", event: str 
     }
 
 
-def test_github_mode_takes_githubs_signature_and_delivery_id(hook):
+def test_github_mode_takes_githubs_signature_and_accepts_a_body_once(hook):
     hook.mode = WebhookMode.GITHUB
     hook.save()
     body = json.dumps(PUSH).encode()
     response = post(hook, body, github_headers(hook.secret, body))
     assert response.status_code == 201, response.json()
-    assert WebhookDelivery.objects.get(accepted=True).delivery_id == "gh-1"
+    signature = hmac.new(hook.secret.encode(), body, hashlib.sha256).hexdigest()
+    assert WebhookDelivery.objects.get(accepted=True).delivery_id == f"sha256={signature}"
     assert post(hook, body, github_headers(hook.secret, body)).status_code == 200  # replay
+    # GitHub signs neither a time nor its delivery id: the same body under a new id is a
+    # replay too (an attacker who saw one delivery could otherwise resend it at will).
+    again = post(hook, body, github_headers(hook.secret, body, "gh-forged"))
+    assert (again.status_code, again.json()["execution"]) == (200, response.json()["execution"])
     assert post(hook, body + b" ", github_headers(hook.secret, body, "gh-2")).status_code == 401
     ping = post(hook, b'{"zen": "hi"}', github_headers(hook.secret, b'{"zen": "hi"}', "p", "ping"))
     assert (ping.status_code, ping.json()["execution"]) == (200, None)
     # Standard Webhooks headers mean nothing to a GitHub-mode webhook.
     assert post(hook, body, signed_headers(hook.secret, body)).status_code == 400
     assert Execution.objects.count() == 1
+
+
+def test_unsigned_requests_do_not_use_up_the_rate_limit(hook):
+    hook.rate_limit_per_minute = 2
+    hook.save()
+    for _ in range(5):
+        assert post(hook, b"{}", {"webhook-id": "x", "webhook-timestamp": "1"}).status_code in (
+            400,
+            401,
+        )
+    assert deliver(hook, msg_id="signed").status_code == 201
+
+
+def test_a_timestamp_too_large_for_a_date_is_refused_not_a_crash(hook):
+    body = json.dumps(PUSH).encode()
+    headers = signed_headers(hook.secret, body, "big") | {"webhook-timestamp": "99999999999"}
+    response = post(hook, body, headers)
+    assert response.status_code == 400

@@ -56,21 +56,26 @@ class Command(BaseCommand):
 
 
 def _look_after_executions(reap: bool = True) -> None:
-    """One tick: fire due schedules and react to events; when `reap`, also mark lost
-    executions and requeue those whose task went missing."""
+    """One tick: fire due schedules, start due retries and react to events; when `reap`,
+    also mark lost executions and requeue those whose task went missing. Each step on its
+    own: one that fails (the database blinked) does not hold up the others."""
+    steps = [scheduler.fire_due_schedules, retries.start_due_retries, _process_all_events]
+    if reap:
+        steps = [services.reap_lost_executions, services.requeue_waiting_executions, *steps]
     try:
-        if reap:
-            services.reap_lost_executions()
-            services.requeue_waiting_executions()
-        scheduler.fire_due_schedules()
-        retries.start_due_retries()
-        # Every event due, a batch at a time; one whose reactions failed waits for its lease.
-        while len(reactions.process_events(EVENTS_PER_BATCH)) == EVENTS_PER_BATCH:
-            pass
-    except Exception:
-        logger.exception("looking after executions failed")
+        for step in steps:
+            try:
+                step()
+            except Exception:
+                logger.exception("%s failed", step.__name__)
     finally:
         close_old_connections()
+
+
+def _process_all_events() -> None:
+    # Every event due, a batch at a time; one whose reactions failed waits for its lease.
+    while len(reactions.process_events(EVENTS_PER_BATCH)) == EVENTS_PER_BATCH:
+        pass
 
 
 def _wait_for_broker() -> None:
