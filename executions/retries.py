@@ -97,6 +97,15 @@ def start_due_retries(now: datetime | None = None) -> list[int]:
     return started
 
 
+def _start_by(execution: Execution) -> datetime | None:
+    """A scheduled run's retry must start within the schedule's start deadline of its due
+    time, as the run itself had to; a worker reaching it later records it as missed."""
+    if execution.start_by is None or execution.scheduled_for is None:
+        return None
+    assert execution.retry_due_at is not None
+    return execution.retry_due_at + (execution.start_by - execution.scheduled_for)
+
+
 def start_retry(execution: Execution) -> Execution | None:
     """Start the next attempt of a marked execution, unless another tick has."""
     try:
@@ -106,9 +115,19 @@ def start_retry(execution: Execution) -> Execution | None:
             ).update(retry_due_at=None)
             if not won:
                 return None
-            return services.rerun_execution(
-                execution, trigger=Trigger.RETRY, only_failed=True, retry=True
+            attempt = services.rerun_execution(
+                execution,
+                trigger=Trigger.RETRY,
+                only_failed=True,
+                retry=True,
+                start_by=_start_by(execution),
             )
+            if attempt.retry_of_id is None or attempt.status == Status.SKIPPED:
+                # The job's overlap rule let it join a waiting run or skipped it: no attempt
+                # ran, and none will. Rolled back, and given up like any retry that cannot
+                # start, so that this failure counts as the last.
+                raise services.ExecutionError(f"the job's overlap rule: {attempt.summary}")
+            return attempt
     except IntegrityError:
         # That attempt exists already (the constraint's doing): nothing is due any more.
         Execution.objects.filter(pk=execution.pk).update(retry_due_at=None)

@@ -248,6 +248,7 @@ def rerun_execution(
     only_failed: bool = False,
     secret_parameters: Mapping[str, Any] | None = None,
     retry: bool = False,
+    start_by: datetime | None = None,
 ) -> Execution:
     """Start the execution's job again with the same parameter values and servers (or only
     the servers whose host did not succeed). Secret values are not kept after a run, so the
@@ -289,6 +290,7 @@ def rerun_execution(
         parameters={**values, **given},
         rerun_of=None if retry else execution,
         retry_of=execution if retry else None,
+        start_by=start_by,
     )
 
 

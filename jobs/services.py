@@ -88,10 +88,12 @@ def delete_job(job: Job, *, actor: Any, source: Source) -> None:
 
 
 def next_run(schedule: Schedule) -> datetime | None:
-    """The schedule's first slot from now on; None while it is paused."""
+    """The schedule's first slot from now on, and after the last one fired (a tick may
+    have fired one a moment ahead of this clock); None while it is paused."""
     if not schedule.enabled:
         return None
-    return schedules.next_slot(schedule.cron, schedule.timezone, timezone.now())
+    after = max(timezone.now(), schedule.last_slot_at or timezone.now())
+    return schedules.next_slot(schedule.cron, schedule.timezone, after)
 
 
 def save_schedule(
@@ -121,8 +123,15 @@ def save_schedule(
     if servers is not None:
         servers = list(servers)
         schedule.job.clean_targets(servers)
-    schedule.next_run_at = next_run(schedule)
     with transaction.atomic():
+        if not created:
+            # Locked, and what the scheduler writes read afresh: a tick that fired a slot
+            # while this was being edited keeps its record, and the slot is not fired again.
+            fired = Schedule.objects.select_for_update().filter(pk=schedule.pk)
+            schedule.last_slot_at, schedule.last_error = fired.values_list(
+                "last_slot_at", "last_error"
+            ).get()
+        schedule.next_run_at = next_run(schedule)
         schedule.save()
         if servers is not None:
             schedule.servers.set(servers)

@@ -194,3 +194,32 @@ def test_retry_settings_in_the_api_and_attempts_on_the_pages(job, superuser, cli
     )
     page = client.get(f"/executions/{second}/").content.decode()
     assert f'2, a retry of <a href="/executions/{first.pk}/">#{first.pk}</a>' in page
+
+
+def test_a_retry_the_overlap_rule_skips_is_given_up_and_the_failure_is_final(job):
+    job.concurrency = "skip"
+    job.save()
+    execution = ended(Status.FAILED, job)
+    reactions.process_events()
+    in_the_way = start(job)  # a new run of the job is queued when the retry comes due
+    assert retries.start_due_retries(now=due_time(execution)) == []
+    execution.refresh_from_db()
+    assert execution.retry_abandoned
+    assert f"not retried: the job's overlap rule: skipped: run #{in_the_way.pk}" in (
+        execution.summary
+    )
+    assert not Execution.objects.filter(retry_of=execution).exists()  # no skipped attempt left
+    assert retries.is_final_attempt(execution)
+
+
+def test_a_scheduled_runs_retry_keeps_its_start_deadline(job):
+    execution = ended(Status.FAILED, job)
+    slot = execution.created_at
+    Execution.objects.filter(pk=execution.pk).update(
+        scheduled_for=slot, start_by=slot + timedelta(minutes=10)
+    )
+    reactions.process_events()
+    due = due_time(execution)
+    [attempt] = retries.start_due_retries(now=due)
+    # As late after its due time as the run could be after its slot.
+    assert Execution.objects.get(pk=attempt).start_by == due + timedelta(minutes=10)

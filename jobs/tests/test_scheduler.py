@@ -289,3 +289,21 @@ def test_threads_fire_schedules_of_shared_jobs_once_each(make_job, make_server, 
     assert len(fired) == 40
     assert Execution.objects.count() == 40
     assert scheduler.fire_due_schedules(now=at("2026-05-01T03:00:06")) == []
+
+
+def test_saving_a_schedule_keeps_what_a_tick_fired_meanwhile(job):
+    schedule = Schedule(job=job, cron="*/5 * * * *", timezone="UTC")
+    save_schedule(schedule, actor=None, source=Trigger.SYSTEM)
+    fired_slot = schedule.next_run_at
+    # A tick fires that slot while a person has the schedule open in the editor.
+    Schedule.objects.filter(pk=schedule.pk).update(
+        next_run_at=fired_slot + timedelta(minutes=5),
+        last_slot_at=fired_slot,
+        last_error="that slot: the job has no target servers",
+    )
+    schedule.name = "renamed"
+    save_schedule(schedule, actor=None, source=Trigger.SYSTEM, changed_fields=["name"])
+    schedule.refresh_from_db()
+    assert schedule.next_run_at == fired_slot + timedelta(minutes=5)  # not that slot again
+    assert schedule.last_slot_at == fired_slot
+    assert schedule.last_error == "that slot: the job has no target servers"
