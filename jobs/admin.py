@@ -27,33 +27,12 @@ from servers.models import Server
 from tsubame.adminscope import TeamScopedAdmin
 
 
-class ChainLinkInline(admin.TabularInline):
-    """The jobs a job starts next, shown; they are set in the web UI or the API, which
-    check them for cycles and record the change with the job's."""
-
-    model = ChainLink
-    fk_name = "job"
-    fields = readonly_fields = ["next_job", "when"]
-    extra = 0
-    verbose_name_plural = "then runs"
-
-    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return True  # shown only on the page of a job the user may see
-
-    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-
 @admin.register(Job)
 class JobAdmin(TeamScopedAdmin):
     form = JobForm
-    inlines = [ChainLinkInline]
+    # The jobs it starts next are shown; they are set in the web UI or the API, which check
+    # them for cycles. (A read-only inline would make every post carry its formset.)
+    readonly_fields = ["then_runs"]
     save_service = staticmethod(save_job)
     delete_service = staticmethod(delete_job)
     list_display = [
@@ -87,10 +66,17 @@ class JobAdmin(TeamScopedAdmin):
             },
         ),
         ("Retries", {"fields": ["retry_attempts", "retry_delay_seconds", "retry_backoff"]}),
+        ("Then run", {"fields": ["then_runs"]}),
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
         return super().get_queryset(request).prefetch_related("servers")
+
+    @admin.display(description="Then runs")
+    def then_runs(self, job: Job) -> str:
+        links = ChainLink.objects.filter(job=job.pk).select_related("next_job")
+        shown = [f"{link.next_job.name} ({link.get_when_display().lower()})" for link in links]
+        return ", ".join(shown) or "—"
 
     def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "servers":
