@@ -21,9 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import repeat
 
-from cronsim import CronSimError
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -154,8 +152,10 @@ def _due(schedule: Schedule, now: datetime) -> Due | None:
     assert first is not None
     try:
         return Due(schedule, first, *_due_slots(schedule, first, now))
-    except (CronSimError, ValidationError) as exc:
-        # Only a database edited by hand (or a time zone gone from the system) gets here.
+    except Exception as exc:
+        # A database edited by hand, a time zone gone from the system, a date past what a
+        # datetime holds: this schedule stops, and says why, rather than stop every tick.
+        logger.exception("schedule %s: cannot compute its next run", schedule.pk)
         Schedule.objects.filter(pk=schedule.pk, next_run_at=first).update(
             next_run_at=None, last_error=f"cannot compute its next run: {exc}"
         )

@@ -307,3 +307,14 @@ def test_saving_a_schedule_keeps_what_a_tick_fired_meanwhile(job):
     assert schedule.next_run_at == fired_slot + timedelta(minutes=5)  # not that slot again
     assert schedule.last_slot_at == fired_slot
     assert schedule.last_error == "that slot: the job has no target servers"
+
+
+def test_a_schedule_whose_slots_cannot_be_computed_stops_alone(job):
+    broken = schedule_from(job, "0 3 * * *", "UTC", at("2026-05-01T00:00:00"))
+    fine = schedule_from(job, "0 3 * * *", "UTC", at("2026-05-01T00:00:00"))
+    Schedule.objects.filter(pk=broken.pk).update(cron="0 3 * *")  # edited by hand
+    [execution_id] = scheduler.fire_due_schedules(now=at("2026-05-01T03:00:05"))
+    assert Execution.objects.get(pk=execution_id).schedule == fine
+    broken.refresh_from_db()
+    assert broken.next_run_at is None
+    assert broken.last_error.startswith("cannot compute its next run")
