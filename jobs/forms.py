@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 from functools import cached_property
 from typing import Any
 
@@ -443,7 +442,7 @@ class ScheduleForm(forms.ModelForm):
 
     @cached_property
     def stored_secrets(self) -> dict[str, Any]:
-        return json.loads(self.instance.secret_parameters or "{}")
+        return self.instance.secret_values()
 
     @property
     def parameter_inputs(self) -> list[forms.BoundField]:

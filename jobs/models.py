@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 from typing import Any
 
@@ -346,6 +347,16 @@ class Schedule(TeamOwned, models.Model):
 
     def __str__(self) -> str:
         return self.name or f"{self.cron} ({self.timezone})"
+
+    def secret_values(self) -> dict[str, Any]:
+        """The secret parameters' values it runs with, decrypted."""
+        return json.loads(self.secret_parameters or "{}")
+
+    def set_values(self, values: dict[str, Any], secret_names: set[str]) -> None:
+        """Keep the values (checked), the secret ones encrypted apart."""
+        self.parameters = {n: v for n, v in values.items() if n not in secret_names}
+        secrets = {n: v for n, v in values.items() if n in secret_names}
+        self.secret_parameters = json.dumps(secrets) if secrets else None
 
 
 class WebhookMode(models.TextChoices):

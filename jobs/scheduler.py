@@ -14,7 +14,6 @@ deadline, and is recorded as missed otherwise.
 
 from __future__ import annotations
 
-import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -231,9 +230,7 @@ def _missed_reason(
 
 
 def _start(schedule: Schedule, slot: datetime, missed: str = "") -> Execution:
-    values = dict(schedule.parameters)
-    if schedule.secret_parameters:
-        values.update(json.loads(schedule.secret_parameters))
+    values = {**schedule.parameters, **schedule.secret_values()}
     servers = list(schedule.servers.all())
     tags = [tag.name for tag in schedule.target_tags.all()]
     targeted = bool(servers or tags)

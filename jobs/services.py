@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -115,11 +114,11 @@ def save_schedule(
     """
     created = schedule._state.adding
     if parameters is not None:
-        cleaned = job_parameters.clean_values(schedule.job.parameters, parameters)
-        secret = set(job_parameters.secret_names(schedule.job.parameters))
-        schedule.parameters = {n: v for n, v in cleaned.items() if n not in secret}
-        secrets = {n: v for n, v in cleaned.items() if n in secret}
-        schedule.secret_parameters = json.dumps(secrets) if secrets else None
+        definitions = schedule.job.parameters
+        schedule.set_values(
+            job_parameters.clean_values(definitions, parameters),
+            set(job_parameters.secret_names(definitions)),
+        )
     if servers is not None:
         servers = list(servers)
         schedule.job.clean_targets(servers)

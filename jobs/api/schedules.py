@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -92,8 +91,8 @@ class ScheduleSerializer(StrictModelSerializer):
 
     def to_representation(self, schedule: Schedule) -> dict[str, Any]:
         data = super().to_representation(schedule)
-        secrets = json.loads(schedule.secret_parameters or "{}")
-        data["parameters"] = {**schedule.parameters, **dict.fromkeys(secrets)}
+        # Secret values are write-only: named, never shown.
+        data["parameters"] = {**schedule.parameters, **dict.fromkeys(schedule.secret_values())}
         return data
 
     @extend_schema(responses=RunTimeSerializer(many=True))
