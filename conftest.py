@@ -21,6 +21,9 @@ from accounts.roles import role_group
 from accounts.tests.leaks import SecretWatch
 from executions import services
 from jobs.models import Job, SecretVariable, Webhook
+from notifications import destinations
+from notifications import services as notification_services
+from notifications.models import NotificationChannel
 from servers.models import Server
 from tsubame.crypto import SecretTextField
 
@@ -98,6 +101,20 @@ def secret_watch(monkeypatch: pytest.MonkeyPatch) -> Iterator[SecretWatch]:
         watch.remember_token_text(text, "a webhook's secret")
         return text
 
+    def channel_saved(instance: NotificationChannel, **kwargs: Any) -> None:
+        watch.remember(instance.url, "a notification channel's URL")
+        for part in destinations.secret_parts(instance.url):
+            # Long enough to be a token rather than a word of the URL's path.
+            if len(part) >= 12:
+                watch.remember(part, "a part of a notification channel's URL")
+
+    new_signing_secret = notification_services.new_signing_secret
+
+    def new_signing_secret_and_remember() -> str:
+        text = new_signing_secret()
+        watch.remember_token_text(text, "a notification channel's signing secret")
+        return text
+
     request = Client.request
 
     def request_and_check(client: Client, **kwargs: Any) -> HttpResponseBase:
@@ -112,13 +129,18 @@ def secret_watch(monkeypatch: pytest.MonkeyPatch) -> Iterator[SecretWatch]:
     monkeypatch.setattr(ApiToken, "new_secret", new_secret_and_remember)
     monkeypatch.setattr(Webhook, "new_secret", new_webhook_secret_and_remember)
     monkeypatch.setattr(Client, "request", request_and_check)
+    monkeypatch.setattr(
+        notification_services, "new_signing_secret", new_signing_secret_and_remember
+    )
     post_save.connect(server_saved, sender=Server, weak=False)
     post_save.connect(token_saved, sender=ApiToken, weak=False)
     post_save.connect(secret_variable_saved, sender=SecretVariable, weak=False)
+    post_save.connect(channel_saved, sender=NotificationChannel, weak=False)
     yield watch
     post_save.disconnect(server_saved, sender=Server)
     post_save.disconnect(token_saved, sender=ApiToken)
     post_save.disconnect(secret_variable_saved, sender=SecretVariable)
+    post_save.disconnect(channel_saved, sender=NotificationChannel)
 
 
 @pytest.fixture

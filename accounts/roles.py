@@ -41,6 +41,11 @@ MANAGER = [
     "jobs.delete_webhook",
     "accounts.manage_members",
     "accounts.view_team_audit",
+    *(
+        f"notifications.{verb}_{model}"
+        for model in ("notificationchannel", "notificationrule")
+        for verb in ("view", "add", "change", "delete")
+    ),
 ]
 DEFAULT_PERMISSIONS = {Role.VIEWER: VIEWER, Role.OPERATOR: OPERATOR, Role.MANAGER: MANAGER}
 

@@ -104,6 +104,7 @@ INSTALLED_APPS = [
     "servers",
     "jobs",
     "executions",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -341,6 +342,15 @@ API_TOKEN_MAX_DAYS = envint("API_TOKEN_MAX_DAYS", 365)
 # The largest body a webhook (/hooks/<key>/) accepts; a larger one is answered 413 unread.
 WEBHOOK_MAX_BODY_BYTES = envint("WEBHOOK_MAX_BODY_BYTES", 256 * 1024)
 
+# Where people reach this instance: notifications link to executions under it.
+SITE_URL = os.getenv("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# The longest one attempt at sending a notification may take (connect, send, answer).
+NOTIFICATION_TIMEOUT_SECONDS = envfloat("NOTIFICATION_TIMEOUT_SECONDS", 30.0)
+# How many notifications each worker sends at the same time, and how often it looks for due
+# ones when it has none.
+NOTIFICATION_SENDERS = max(1, envint("NOTIFICATION_SENDERS", 4))
+NOTIFICATION_POLL_SECONDS = envfloat("NOTIFICATION_POLL_SECONDS", 1.0)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.api.authentication.BearerTokenAuthentication",
@@ -372,7 +382,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # Execution.trigger and AuditEvent.source share one vocabulary.
-    "ENUM_NAME_OVERRIDES": {"SourceEnum": "accounts.models.Source"},
+    "ENUM_NAME_OVERRIDES": {
+        "SourceEnum": "accounts.models.Source",
+        # Two models have a status field: executions keep the name they always had.
+        "StatusEnum": "executions.models.Status",
+        "DeliveryStatusEnum": "notifications.models.Delivery.Status",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "tsubame.api.schema.document_errors",  # the error responses every operation shares

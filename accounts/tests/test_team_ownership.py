@@ -25,6 +25,7 @@ from accounts.ownership import is_team_owned, team_id_of, view_permission
 from accounts.roles import DEFAULT_PERMISSIONS, MANAGER, role_group
 from executions.models import Execution, HostRun, LogChunk
 from jobs.models import Job, Schedule, SecretVariable, Webhook, WebhookDelivery
+from notifications.models import Delivery, DeliveryAttempt, NotificationChannel, NotificationRule
 from servers.models import Server
 
 pytestmark = pytest.mark.django_db
@@ -63,6 +64,16 @@ def webhook_in(team: Team) -> Webhook:
     return Webhook.objects.create(job=job, name="hook", key=f"key-{next(serial)}")
 
 
+def channel_in(team: Team) -> NotificationChannel:
+    return NotificationChannel.objects.create(
+        team=team, name=f"c-{next(serial)}", url="json://127.0.0.1:9/x"
+    )
+
+
+def delivery_in(team: Team) -> Delivery:
+    return Delivery.objects.create(channel=channel_in(team), event="test", title="t", body="b")
+
+
 def membership_in(team: Team) -> Membership:
     user = User.objects.create_user(f"member-{next(serial)}")
     return Membership.objects.create(team=team, user=user, role=role_group(Role.VIEWER))
@@ -90,6 +101,14 @@ FACTORIES: dict[type[Model], Callable[[Team], Model]] = {
     Execution: execution_in,
     HostRun: host_run_in,
     LogChunk: chunk_in,
+    NotificationChannel: channel_in,
+    NotificationRule: lambda team: NotificationRule.objects.create(
+        channel=channel_in(team), events=["failed"]
+    ),
+    Delivery: delivery_in,
+    DeliveryAttempt: lambda team: DeliveryAttempt.objects.create(
+        delivery=delivery_in(team), number=1
+    ),
 }
 
 

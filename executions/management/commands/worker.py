@@ -5,6 +5,7 @@ import multiprocessing.util
 import os
 import signal
 import sys
+import threading
 import time
 
 from django.conf import settings
@@ -15,6 +16,7 @@ from django_q.cluster import Cluster
 
 from executions import reactions, retries, services
 from jobs import scheduler
+from notifications import sending
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +27,7 @@ EVENTS_PER_BATCH = 100
 class Command(BaseCommand):
     help = (
         "Run a django-q2 cluster (like qcluster) plus the scheduler that starts scheduled "
-        "runs and the reaper that marks executions of "
+        "runs, the sender of notifications, and the reaper that marks executions of "
         "dead workers as lost, re-queues executions whose task went missing and runs the "
         "reactions to executions' events. Run as many "
         "as you like: reapers do not conflict. Whichever of its processes is killed, the "
@@ -43,13 +45,25 @@ class Command(BaseCommand):
         # start() forks the sentinel and returns once it runs; the cluster's signal
         # handlers stop it on SIGTERM/SIGINT, which ends the loop below.
         cluster.start()
+        # Started after the cluster's fork: a process forked while threads run gets copies
+        # of their locks. Notifications go out from this process, never from a task worker
+        # that runs jobs, so a slow destination holds up no run.
+        stop_sending = threading.Event()
+        sender = threading.Thread(target=sending.serve, args=(stop_sending,), name="notify")
+        sender.start()
         reaped_at = 0.0
-        while cluster.sentinel.is_alive():
-            reap = time.monotonic() - reaped_at >= settings.EXECUTION_REAP_EVERY_SECONDS
-            if reap:
-                reaped_at = time.monotonic()
-            _look_after_executions(reap=reap)
-            cluster.sentinel.join(settings.SCHEDULE_TICK_SECONDS)
+        try:
+            while cluster.sentinel.is_alive():
+                reap = time.monotonic() - reaped_at >= settings.EXECUTION_REAP_EVERY_SECONDS
+                if reap:
+                    reaped_at = time.monotonic()
+                _look_after_executions(reap=reap)
+                cluster.sentinel.join(settings.SCHEDULE_TICK_SECONDS)
+        finally:
+            # An attempt under way finishes and is recorded (it is bounded by
+            # NOTIFICATION_TIMEOUT_SECONDS); none starts after this.
+            stop_sending.set()
+            sender.join()
         if cluster.sentinel.exitcode != 0:
             # Killed rather than stopped: its children died with it (see _die_with_parent).
             raise CommandError(f"the task cluster died (exit code {cluster.sentinel.exitcode})")
