@@ -30,6 +30,7 @@ from executions.filters import ExecutionFilter
 from executions.forms import RerunForm
 from executions.models import ACTIVE_STATUSES, Execution, HostRun, LogChunk, Status, Trigger
 from jobs.models import Job
+from notifications.models import NotificationChannel
 from servers.models import Server
 from tsubame.pages import filtered_page
 
@@ -92,6 +93,13 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         Server.objects.select_related("team").exclude(last_check_status__in=["", "ok"]),
         request.user,
     )
+    # One query; the URLs stay encrypted in it (never decrypted for a page that shows none).
+    failing_channels = policy.visible(
+        NotificationChannel.objects.select_related("team")
+        .exclude(failing_since=None)
+        .defer("url", "signing_secret"),
+        request.user,
+    )
     return render(
         request,
         "executions/dashboard.html",
@@ -100,6 +108,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "chart": chart,
             "recent": visible_executions(request)[:15],
             "failing_servers": failing_servers,
+            "failing_channels": failing_channels,
             "first_steps": first_steps,
             "section": "dashboard",
         },

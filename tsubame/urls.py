@@ -10,9 +10,16 @@ from accounts.api.urls import router as accounts_router
 from executions.api.urls import router as executions_router
 from jobs import hook_views
 from jobs.api.urls import router as jobs_router
+from notifications.api.urls import router as notifications_router
 from servers.api.urls import router as servers_router
 
-API_ROUTERS = [accounts_router, servers_router, jobs_router, executions_router]
+API_ROUTERS = [
+    accounts_router,
+    servers_router,
+    jobs_router,
+    executions_router,
+    notifications_router,
+]
 
 # /api/v1/ lists each resource's URL (and the schema and its docs). It names nothing the
 # public schema does not, so it needs no login, like the schema itself.
@@ -42,6 +49,7 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("servers/", include("servers.urls")),
     path("jobs/", include("jobs.urls")),
+    path("notifications/", include("notifications.urls")),
     path("admin/", admin.site.urls),
     path("hooks/<str:key>/", hook_views.receive, name="webhook-receive"),
     # Namespaced: the router's names (server-list, ...) would otherwise shadow the UI's.

@@ -30,6 +30,7 @@ def test_team_manager_sees_the_models_of_their_role_on_the_admin_index(client, m
         "servers": {"Server"},
         "jobs": {"Job", "SecretVariable", "Schedule", "Webhook", "WebhookDelivery"},
         "executions": {"Execution", "HostRun", "LogChunk"},
+        "notifications": {"NotificationChannel", "NotificationRule", "Delivery"},
     }
 
 

@@ -20,6 +20,9 @@ RESOURCES = [
     "webhooks",
     "webhook-deliveries",
     "executions",
+    "notification-channels",
+    "notification-rules",
+    "notification-deliveries",
 ]
 
 
