@@ -46,6 +46,8 @@ def save_job(
             job.secret_variables.set(secret_variables)
         if "team" in changed_fields:
             chains.drop_links_across_teams(job)
+            # Rules name jobs of their channel's team: its old team's rules for it go.
+            job.notification_rules.exclude(channel__team_id=job.team_id).delete()
         if links is not None:
             chains.set_links(job, links)
         if "enabled" in changed_fields and job.enabled:

@@ -8,20 +8,25 @@ Two kinds of destination:
 - any other URL is apprise's notation for a service (mailto://, slack://, discord://,
   msteams://, tgram://, ntfy://, json://, ...), and apprise speaks its protocol.
 Either way the result says whether it arrived and what the destination answered, with
-every part of the URL that may be a token blanked out.
+every part of the URL that may be a token blanked out, and whether a failure is certain:
+one that came only after the request went out (no answer in time, a connection cut
+mid-answer) may have arrived, so it is not sent again.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
 import apprise
 import requests
+import urllib3
+from apprise.plugins.email import NotifyEmail
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from standardwebhooks.webhooks import Webhook as StandardSigner
@@ -52,6 +57,8 @@ class Message:
 class Result:
     ok: bool
     answer: str
+    # False for a failure after which the message may still have arrived.
+    certain: bool = True
 
 
 def _asset() -> apprise.AppriseAsset:
@@ -82,16 +89,14 @@ def validate_url(url: str) -> None:
             "mailto://, slack://, discord://, msteams://, tgram://, ntfy:// or json://.",
             code="invalid_url",
         )
-    if is_signed(url):
+    try:
         parts = urlsplit(url)
+        parts.port  # noqa: B018 (it raises for a port that is no number or out of range)
+    except ValueError as exc:
+        raise ValidationError(f"This URL cannot be read: {exc}.", code="invalid_url") from exc
+    if is_signed(url):
         if not parts.hostname:
             raise ValidationError("This URL names no host.", code="invalid_url")
-        try:
-            parts.port  # noqa: B018 (it raises for a port that is no number or out of range)
-        except ValueError as exc:
-            raise ValidationError(
-                f"This URL's port is not valid: {exc}.", code="invalid_url"
-            ) from exc
         return
     if scheme(url) in LOCAL_SCHEMES:
         raise ValidationError(
@@ -111,9 +116,12 @@ def shown_url(url: str) -> str:
     if isinstance(url, Undecryptable):
         # Its scheme would be the ciphertext's start: say what to do instead.
         return "cannot be decrypted with ENCRYPTION_KEYS: enter the URL again"
-    if is_signed(url):
+    try:
         parts = urlsplit(url)
         port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # refused when saved; only a value stored otherwise gets here
+        return f"{scheme(url)}://…"
+    if is_signed(url):
         # A path, a query or a user:password@ may hold a token; the host says where it goes.
         hidden = parts.path.strip("/") or parts.query or parts.fragment or "@" in parts.netloc
         return f"{parts.scheme}://{parts.hostname}{port}{'/…' if hidden else ''}"
@@ -121,29 +129,43 @@ def shown_url(url: str) -> str:
     if plugin is None:
         return f"{scheme(url)}://…"
     # apprise's privacy mode keeps what it does not count as a secret: a json:// path, an
-    # ntfy:// topic. Blanked as they are in answers.
-    return scrub(plugin.url(privacy=True), url)
+    # ntfy:// topic, and query values that become headers (`+Authorization=Bearer ...`).
+    # Its query is left out, the rest blanked as in answers.
+    shown, _, query = plugin.url(privacy=True).partition("?")
+    return scrub(shown, url) + ("?…" if query else "")
 
 
 def secret_parts(url: str) -> list[str]:
-    """Every part of `url` that may be a secret: user, password, path segments, query
-    values (the host is kept: it says where a failing channel points)."""
-    parts = urlsplit(url)
+    """Every part of `url` that may be a secret, as written and encoded the ways it may be
+    echoed: user, password, path segments, query keys and values (the host of an http(s)
+    URL is kept: it says where a failing channel points)."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+    except ValueError:  # refused when saved; only a value stored otherwise gets here
+        return [url.partition("://")[2]]
     candidates = [parts.username or "", parts.password or ""]
     candidates += parts.path.split("/")
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         candidates += [key, value]
-    found = {unquote(part) for part in candidates} | set(candidates)
+    for pair in parts.query.split("&"):
+        candidates += pair.split("=", 1)
     if not is_signed(url):
         # apprise reads some services' tokens from where the host would be.
-        found.add(parts.netloc.rpartition("@")[2])
+        candidates.append(netloc.rpartition("@")[2])
+    found = set()
+    for part in candidates:
+        plain = unquote(part)
+        found |= {part, plain, quote(plain, safe=""), quote(plain), quote_plus(plain)}
     return sorted((part for part in found if len(part) >= MIN_SECRET_PART), key=len, reverse=True)
 
 
 def scrub(text: str, url: str) -> str:
+    """`text` with every secret part of `url` blanked, without NUL characters (PostgreSQL
+    text cannot hold them) and at most MAX_ANSWER long."""
     for part in secret_parts(url):
         text = text.replace(part, "***")
-    return text[:MAX_ANSWER]
+    return text.replace("\x00", "")[:MAX_ANSWER]
 
 
 def send(url: str, message: Message, *, signing_secret: str | None) -> Result:
@@ -155,8 +177,8 @@ def send(url: str, message: Message, *, signing_secret: str | None) -> Result:
             result = _send_apprise(url, message)
     except Exception as exc:  # a bug or a library's surprise: still an answer for the log
         logging.getLogger(__name__).exception("sending to a %s:// channel", scheme(url))
-        result = Result(False, f"{type(exc).__name__}: {exc}")
-    return Result(result.ok, scrub(result.answer, url))
+        result = Result(False, f"{type(exc).__name__}: {exc}", certain=False)
+    return Result(result.ok, scrub(result.answer, url), result.certain)
 
 
 def _send_signed(url: str, message: Message, signing_secret: str | None) -> Result:
@@ -182,7 +204,7 @@ def _send_signed(url: str, message: Message, signing_secret: str | None) -> Resu
             allow_redirects=False,
         )
     except requests.RequestException as exc:
-        return Result(False, f"{type(exc).__name__}: {exc}")
+        return Result(False, _failure(exc), certain=_never_sent(exc))
     answer = f"HTTP {response.status_code} {response.reason}"
     text = response.text.strip()
     if text:
@@ -190,10 +212,44 @@ def _send_signed(url: str, message: Message, signing_secret: str | None) -> Resu
     return Result(200 <= response.status_code < 300, answer)
 
 
+def _never_sent(exc: requests.RequestException) -> bool:
+    """Whether the request certainly did not reach the destination: no connection was made
+    (refused, no such host, TLS failed, no answer to connecting). A read timeout or a
+    connection cut later may come after the destination took the message."""
+    if isinstance(exc, requests.ConnectTimeout | requests.exceptions.SSLError):
+        return True
+    reason = getattr(exc.args[0] if exc.args else None, "reason", None)
+    return isinstance(exc, requests.ConnectionError) and isinstance(
+        reason, urllib3.exceptions.NewConnectionError
+    )
+
+
+def _failure(exc: requests.RequestException) -> str:
+    """What went wrong, in a line a person reads: the innermost reason, without urllib3's
+    retry bookkeeping around it."""
+    if isinstance(exc, requests.Timeout):
+        return f"no answer within {settings.NOTIFICATION_TIMEOUT_SECONDS:g} s"
+    reason = getattr(exc.args[0] if exc.args else None, "reason", None) or exc
+    # "HTTPConnection(host='h', port=1): Failed to establish a new connection: [Errno 111] ..."
+    text = str(reason).split("): ", 1)[-1]
+    if isinstance(exc, requests.exceptions.SSLError):
+        return f"TLS failed: {text}"
+    if isinstance(exc, requests.ConnectionError):
+        return f"cannot connect: {text}"
+    return f"{type(exc).__name__}: {text}"
+
+
 def _send_apprise(url: str, message: Message) -> Result:
-    notifier = apprise.Apprise(asset=_asset())
-    if not notifier.add(url):
+    plugin = apprise.Apprise.instantiate(url, asset=_asset())
+    if plugin is None:
         return Result(False, "apprise does not understand this URL")
+    if "rto=" not in urlsplit(url).query:
+        # apprise waits 4 s for an answer by default: a slow but working service would
+        # count as failed though it took the message.
+        plugin.socket_read_timeout = settings.NOTIFICATION_TIMEOUT_SECONDS
+    notifier = apprise.Apprise(asset=_asset())
+    notifier.add(plugin)
+    began = time.monotonic()
     result = notifier.notify(
         body=message.body,
         title=message.title,
@@ -201,6 +257,7 @@ def _send_apprise(url: str, message: Message) -> Result:
         body_format=apprise.NotifyFormat.TEXT,
         timeout=settings.NOTIFICATION_TIMEOUT_SECONDS,
     )
+    waited = time.monotonic() - began
     said = [
         f"{entry.level}: {entry.message}"
         for entry in result.logs()
@@ -208,5 +265,15 @@ def _send_apprise(url: str, message: Message) -> Result:
     ]
     if bool(result):
         return Result(True, "; ".join(said) or "accepted")
-    status = getattr(result.status, "name", result.status)
-    return Result(False, "; ".join(said) or f"apprise: {status}")
+    status = getattr(result.status, "name", str(result.status))
+    # apprise tells "no answer in time" from "refused" only in its debug log; the time it
+    # took does: a failure after the whole wait for an answer may have arrived. smtplib has
+    # one time limit for connecting and for each answer; HTTP services a separate one that
+    # starts once the request is sent.
+    limit = (
+        plugin.socket_connect_timeout
+        if isinstance(plugin, NotifyEmail)
+        else plugin.socket_read_timeout
+    )
+    certain = status != "TIMEOUT" and waited < 0.9 * limit
+    return Result(False, "; ".join(said) or f"apprise: {status}", certain)

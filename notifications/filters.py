@@ -2,6 +2,7 @@ import django_filters
 
 from accounts import policy
 from accounts.models import Team
+from executions.models import Execution
 from jobs.models import Job
 from notifications.models import Delivery, NotificationChannel, NotificationRule
 
@@ -29,6 +30,7 @@ class DeliveryFilter(django_filters.FilterSet):
     channel = django_filters.ModelChoiceFilter(
         queryset=policy.visible_to_request(NotificationChannel)
     )
+    execution = django_filters.ModelChoiceFilter(queryset=policy.visible_to_request(Execution))
 
     class Meta:
         model = Delivery

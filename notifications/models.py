@@ -7,6 +7,8 @@ reaction to the execution's event (notifications.planning), sent by a worker's s
 
 from __future__ import annotations
 
+import uuid
+
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
@@ -90,6 +92,10 @@ class NotificationRule(TeamOwned, models.Model):
         return f"{self.channel} ← {target}"
 
 
+def new_message_id() -> str:
+    return f"msg_{uuid.uuid4().hex}"
+
+
 class Delivery(TeamOwned, models.Model):
     """One message to one channel: about one outcome of an execution, or a test message."""
 
@@ -102,9 +108,10 @@ class Delivery(TeamOwned, models.Model):
         SENT = "sent", "Sent"
         # Every attempt failed, or the destination refused it for good.
         FAILED = "failed", "Failed"
-        # The worker stopped during an attempt: whether it arrived is unknown, and it is not
-        # sent again, so that nobody gets it twice.
-        INTERRUPTED = "interrupted", "Interrupted"
+        # Whether it arrived is unknown (the destination did not answer in time, or the
+        # worker stopped during an attempt), and it is not sent again, so that nobody gets
+        # it twice.
+        UNKNOWN = "unknown", "Unknown"
 
     channel = models.ForeignKey(
         NotificationChannel, on_delete=models.CASCADE, related_name="deliveries"
@@ -118,6 +125,9 @@ class Delivery(TeamOwned, models.Model):
     )
     # The execution event's kind (started, failed, ...): one message per channel each.
     outcome = models.CharField(max_length=20, blank=True)
+    # Sent as `webhook-id` on every attempt, so that a receiver drops repeats; unique across
+    # installations, as several may post to one receiver.
+    message_id = models.CharField(max_length=40, unique=True, default=new_message_id)
     # What the message announces: an Event, or "test".
     event = models.CharField(max_length=20)
     title = models.CharField(max_length=250)

@@ -59,7 +59,7 @@ def earlier_verdicts(execution: Execution, limit: int) -> list[str]:
     run's last attempt only, and only successes and failures."""
     if execution.job_id is None or execution.finished_at is None:
         return []
-    later_attempt = Execution.objects.filter(
+    later_attempts = Execution.objects.filter(
         retry_of_id=Coalesce(OuterRef("retry_of_id"), OuterRef("pk")),
         attempt=OuterRef("attempt") + 1,
     )
@@ -69,11 +69,22 @@ def earlier_verdicts(execution: Execution, limit: int) -> list[str]:
             Q(finished_at__lt=execution.finished_at)
             | Q(finished_at=execution.finished_at, pk__lt=execution.pk)
         )
-        # Attempts that were, or are about to be, retried are not a run's outcome.
+        # Attempts that were, or are about to be, retried are not a run's outcome...
         .filter(retry_due_at=None)
-        .exclude(Exists(later_attempt))
+        .exclude(Exists(later_attempts.exclude(status=Status.MISSED)))
+        # ...unless the retry was missed: no worker started it in time.
+        .annotate(retry_missed=Exists(later_attempts.filter(status=Status.MISSED)))
+        .only("status", "attempt", "retry_abandoned", "parameter_definitions", "parameters")
+        .order_by("-finished_at", "-id")
     )
-    return list(earlier.order_by("-finished_at", "-id").values_list("status", flat=True)[:limit])
+    verdicts = []
+    # A few more than needed: a failure whose retry another worker is planning right now
+    # (no mark yet) is left out below.
+    for earlier_run in earlier[: limit + 10]:
+        earlier_run.job = execution.job
+        if earlier_run.retry_missed or is_final_attempt(earlier_run):
+            verdicts.append(earlier_run.status)
+    return verdicts[:limit]
 
 
 def leading_failures(statuses: list[str]) -> int:
@@ -110,6 +121,20 @@ def is_notified(execution: Execution, kind: str) -> bool:
     if kind == Kind.STARTED:
         return execution.attempt == 1
     return kind not in FAILURES or is_final_attempt(execution)
+
+
+def told_outcome(event: ExecutionEvent) -> tuple[Execution, str] | None:
+    """The execution and the outcome an event tells of, if any. A retry that no worker
+    started in time (missed) tells of the failure of the attempt before it, which is the
+    run's outcome after all."""
+    execution, kind = event.execution, event.kind
+    if kind == Kind.MISSED and execution.retry_of_id is not None:
+        before = Execution.objects.filter(
+            Q(pk=execution.retry_of_id, attempt=execution.attempt - 1)
+            | Q(retry_of_id=execution.retry_of_id, attempt=execution.attempt - 1)
+        ).get()
+        return before, before.status
+    return (execution, kind) if is_notified(execution, kind) else None
 
 
 def plan(execution: Execution, kind: str, rules: list[NotificationRule]) -> list[Delivery]:
@@ -155,14 +180,16 @@ def _rank(event: str) -> int:
 @reaction(*Kind.values)
 def plan_notifications(event: ExecutionEvent) -> None:
     """Write the pending deliveries that `event` calls for, once per (outcome, channel)."""
-    if not is_notified(event.execution, event.kind):
+    told = told_outcome(event)
+    if told is None:
         return
-    rules = rules_for(event.execution)
+    execution, kind = told
+    rules = rules_for(execution)
     if not rules:
         return
     execution = Execution.objects.select_related(
         "team", "job", "triggered_by", "schedule", "webhook", "parent"
-    ).get(pk=event.execution_id)
-    deliveries = plan(execution, event.kind, rules)
+    ).get(pk=execution.pk)
+    deliveries = plan(execution, kind, rules)
     if deliveries:
         Delivery.objects.bulk_create(deliveries, ignore_conflicts=True)

@@ -7,8 +7,10 @@ Sending is at most once per delivery, whatever dies when:
 - The destination is called outside any transaction; its answer is recorded by an update
   guarded on the attempt's number.
 - A worker that dies during an attempt leaves the delivery `sending`. Once `sending_until`
-  has passed, any sender marks it `interrupted`: the message may or may not have arrived,
-  and it is not sent again, because a second copy is what nobody must get. The log says so.
+  has passed, any sender marks it `unknown`: the message may or may not have arrived, and
+  it is not sent again, because a second copy is what nobody must get. The log says so.
+  So is an attempt that failed only after the request went out (destinations.Result's
+  `certain`): no answer in time, a connection cut mid-answer.
 A destination that fails is tried again after RETRY_DELAYS (5 attempts over about an hour);
 then the delivery has failed, and its channel shows as failing until a message gets through.
 """
@@ -42,10 +44,11 @@ RETRY_DELAYS = (
 )
 MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
 BATCH = 50
-INTERRUPTED = (
-    "the worker stopped during this attempt: whether the message arrived is unknown, and "
-    "it is not sent again so that it never arrives twice"
+NOT_AGAIN = (
+    "whether the message arrived is unknown, and it is not sent again so that it never "
+    "arrives twice"
 )
+INTERRUPTED = f"the worker stopped during this attempt: {NOT_AGAIN}"
 
 
 def lease() -> timedelta:
@@ -73,7 +76,8 @@ def attempt(attempt: DeliveryAttempt) -> DeliveryAttempt:
     delivery = attempt.delivery
     channel = delivery.channel
     retry = delivery.execution_id is not None and attempt.number < MAX_ATTEMPTS
-    if not channel.enabled:
+    # A test message is sent to a disabled channel too: one tries it before enabling it.
+    if not channel.enabled and delivery.execution_id is not None:
         result, retry = destinations.Result(False, "not sent: the channel is disabled"), False
     elif isinstance(channel.url, Undecryptable) or isinstance(
         channel.signing_secret, Undecryptable
@@ -85,20 +89,28 @@ def attempt(attempt: DeliveryAttempt) -> DeliveryAttempt:
             title=delivery.title,
             body=delivery.body,
             payload=delivery.payload,
-            message_id=f"msg_tsubame_{delivery.pk}",
+            message_id=delivery.message_id,
             failure=delivery.event in ("failed", "failed_in_a_row"),
         )
         result = destinations.send(channel.url, message, signing_secret=channel.signing_secret)
-    record(attempt, result, retry=retry)
+    record(attempt, result, retry=retry, sent=channel.enabled)
     attempt.refresh_from_db()
     return attempt
 
 
-def record(attempt: DeliveryAttempt, result: destinations.Result, *, retry: bool) -> None:
+def record(
+    attempt: DeliveryAttempt, result: destinations.Result, *, retry: bool, sent: bool = True
+) -> None:
+    """Write down what an attempt came to; `sent`: whether it tried the destination at all
+    (only then does it say whether the channel is failing)."""
     now = timezone.now()
     delivery = attempt.delivery
+    answer = result.answer
     if result.ok:
         outcome = {"status": Status.SENT, "sent_at": now}
+    elif not result.certain:
+        outcome = {"status": Status.UNKNOWN}
+        answer = f"{answer} ({NOT_AGAIN})"
     elif retry:
         # Counted from the attempt's start, so the schedule does not drift with slow answers.
         delay = RETRY_DELAYS[attempt.number - 1]
@@ -107,32 +119,37 @@ def record(attempt: DeliveryAttempt, result: destinations.Result, *, retry: bool
         outcome = {"status": Status.FAILED}
     with transaction.atomic():
         DeliveryAttempt.objects.filter(pk=attempt.pk).update(
-            finished_at=now, ok=result.ok, answer=result.answer
+            finished_at=now, ok=result.ok, answer=answer
         )
         # Also when a sender took this attempt for dead meanwhile: now it is known.
         Delivery.objects.filter(
             pk=delivery.pk,
             attempts=attempt.number,
-            status__in=(Status.SENDING, Status.INTERRUPTED),
+            status__in=(Status.SENDING, Status.UNKNOWN),
         ).update(sending_until=None, **outcome)
-        channels = NotificationChannel.objects.filter(pk=delivery.channel_id)
-        if result.ok:
-            channels.exclude(failing_since=None).update(failing_since=None, last_error="")
-        else:
-            channels.filter(failing_since=None).update(failing_since=now)
-            channels.update(last_error=result.answer)
+        if sent:
+            _mark_channel(delivery.channel_id, failed=not result.ok, answer=answer, now=now)
+
+
+def _mark_channel(channel_id: int, *, failed: bool, answer: str, now: datetime) -> None:
+    """A channel is failing from its first failed attempt to its next success."""
+    channels = NotificationChannel.objects.filter(pk=channel_id)
+    if failed:
+        channels.filter(failing_since=None).update(failing_since=now)
+        channels.update(last_error=answer)
+    else:
+        channels.exclude(failing_since=None).update(failing_since=None, last_error="")
 
 
 def mark_interrupted(now: datetime | None = None) -> list[int]:
-    """Deliveries whose sender died during an attempt: the ids of those marked now."""
+    """Deliveries whose sender died during an attempt, marked unknown: the ids of those
+    marked now."""
     now = now or timezone.now()
     stale = Delivery.objects.filter(status=Status.SENDING, sending_until__lt=now)
     marked = []
     for delivery_id in list(stale.values_list("pk", flat=True)[:BATCH]):
         with transaction.atomic():
-            if not stale.filter(pk=delivery_id).update(
-                status=Status.INTERRUPTED, sending_until=None
-            ):
+            if not stale.filter(pk=delivery_id).update(status=Status.UNKNOWN, sending_until=None):
                 continue
             DeliveryAttempt.objects.filter(delivery_id=delivery_id, finished_at=None).update(
                 finished_at=now, answer=INTERRUPTED

@@ -74,7 +74,7 @@ def test_a_failing_destination_is_retried_with_back_off_and_the_log_says_why(
     assert (channel.failing_since, channel.last_error) == (None, "")
     # Every attempt at one delivery carries the same id, so a receiver can drop repeats.
     ids = {request.headers["webhook-id"] for request in http_receiver.requests}
-    assert ids == {f"msg_tsubame_{delivery.pk}"}
+    assert ids == {delivery.message_id}
 
 
 def test_five_failed_attempts_over_about_an_hour_and_then_it_has_failed(team, job, http_receiver):
@@ -176,14 +176,14 @@ def test_a_worker_killed_mid_send_causes_no_duplicate(team, job, http_receiver, 
         finish(start(job), Status.FAILED)
         reactions.process_events()
         http_receiver.wait_for(2, timeout=60)
-        # Once the lease has passed, any sender marks it interrupted, and nobody sends it.
+        # Once the lease has passed, any sender marks it unknown, and nobody sends it.
         later = timezone.now() + sending.lease() + timedelta(seconds=1)
         assert sending.mark_interrupted(later) == [delivery.pk]
         assert sending.send_due(now=later + timedelta(hours=2)) == []
     finally:
         stop([worker])
     delivery.refresh_from_db()
-    assert delivery.status == Delivery.Status.INTERRUPTED
+    assert delivery.status == Delivery.Status.UNKNOWN
     [attempt] = delivery.attempt_log.all()
     assert attempt.ok is None
     assert "not sent again" in attempt.answer
@@ -223,3 +223,28 @@ def apis_manager_and_channel(make_member, team, http_receiver):
     user = make_member(team, Role.MANAGER)
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {ApiToken.issue(user, 'test')[1]}")
     return api, make_channel(team, http_receiver.url + "/test", Event.FAILED), http_receiver
+
+
+def test_an_unreachable_destination_is_logged_in_plain_words(team, job, http_receiver):
+    http_receiver.server.shutdown()
+    http_receiver.server.server_close()
+    delivery = one_delivery(team, job, http_receiver.url + "/hook")
+    [attempt] = sending.send_due()
+    assert attempt.answer == (
+        "cannot connect: Failed to establish a new connection: [Errno 111] Connection refused"
+    )
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.PENDING
+
+
+def test_a_signed_webhook_answered_too_late_is_not_sent_again(team, job, http_receiver, settings):
+    settings.NOTIFICATION_TIMEOUT_SECONDS = 1
+    delivery = one_delivery(team, job, http_receiver.url)
+    http_receiver.hold.set()  # it takes the request and answers only after the time limit
+    [attempt] = sending.send_due()
+    http_receiver.release.set()
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.UNKNOWN
+    assert attempt.answer.startswith("no answer within 1 s (whether the message arrived is")
+    assert sending.send_due(now=timezone.now() + timedelta(hours=2)) == []
+    assert len(http_receiver.requests) == 1

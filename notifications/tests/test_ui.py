@@ -186,7 +186,7 @@ def test_the_team_of_a_channel_stays(personas, channel, other_team):
         ("", "This field is required."),
         ("hooks.example.test/T0K3N-abcdef", "A destination is a URL"),
         ("https:///T0K3N-abcdef", "This URL names no host."),
-        ("https://hooks.example.test:http/T0K3N-abcdef", "port is not valid"),
+        ("https://hooks.example.test:http/T0K3N-abcdef", "cannot be read"),
         ("syslog://T0K3N-abcdef", "notifies the worker&#x27;s own machine"),
         ("nosuchservice://T0K3N-abcdef", "apprise does not understand"),
         ("https://hooks.example.test/T0K3N abcdef", "no spaces"),

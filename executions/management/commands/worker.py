@@ -96,7 +96,8 @@ def _wait_for_broker() -> None:
     """Wait for the broker instead of exiting: django-q2's cluster cannot start without it.
 
     A worker that a supervisor restarts during an outage would otherwise exit again and
-    again, and might be backing off when the broker returns. Reaping needs no broker.
+    again, and might be backing off when the broker returns. Reaping and notifying need no
+    broker.
     """
     broker = get_broker()
     while True:
@@ -106,6 +107,11 @@ def _wait_for_broker() -> None:
         except Exception as exc:
             logger.warning("waiting for the task queue: %s", exc)
         _look_after_executions()
+        # Notifications need no broker either: the runs lost meanwhile are told of now.
+        try:
+            sending.send_due()
+        except Exception:
+            logger.exception("sending notifications failed")
         time.sleep(settings.EXECUTION_REAP_EVERY_SECONDS)
 
 
