@@ -8,24 +8,11 @@ from django.utils.html import format_html, format_html_join
 from accounts.models import Source
 from executions import logs, services
 from executions.models import Execution, HostRun, LogChunk
-from tsubame.adminscope import TeamScopedAdmin
+from tsubame.adminscope import ReadOnlyAdmin
 
 # The admin shows the start of a log; a larger one is read through the live viewer or
 # downloaded, never loaded whole into a page.
 ADMIN_LOG_BYTES = 512 * 1024
-
-
-class ReadOnlyAdmin(TeamScopedAdmin):
-    """Runs and their output are written by the engine only; the admin shows them."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False  # single rows out of a run would leave holes its readers cannot see
 
 
 class HostRunInline(admin.TabularInline):

@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
@@ -24,7 +24,7 @@ from jobs.services import (
     save_webhook,
 )
 from servers.models import Server
-from tsubame.adminscope import TeamScopedAdmin
+from tsubame.adminscope import ReadOnlyAdmin, TeamScopedAdmin
 
 
 @admin.register(Job)
@@ -182,19 +182,10 @@ class WebhookAdmin(TeamScopedAdmin):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(TeamScopedAdmin):
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
     """The log of requests to webhooks' URLs: written by them only."""
 
     list_display = ["received_at", "webhook", "delivery_id", "status_code", "reason", "execution"]
     list_filter = ["accepted", "status_code"]
     list_select_related = ["webhook"]
     search_fields = ["delivery_id", "webhook__name"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False

@@ -12,7 +12,7 @@ from jobs.models import Job
 from notifications import destinations, services
 from notifications.forms import ChannelForm, RuleAdminForm
 from notifications.models import Delivery, DeliveryAttempt, NotificationChannel, NotificationRule
-from tsubame.adminscope import TeamScopedAdmin
+from tsubame.adminscope import ReadOnlyAdmin, TeamScopedAdmin
 
 
 @admin.register(NotificationChannel)
@@ -118,7 +118,7 @@ class DeliveryAttemptInline(admin.TabularInline):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(TeamScopedAdmin):
+class DeliveryAdmin(ReadOnlyAdmin):
     """The delivery log: written by the planner, the senders and the test message only."""
 
     list_display = ["created_at", "channel", "event", "execution", "status", "attempts"]
@@ -126,12 +126,3 @@ class DeliveryAdmin(TeamScopedAdmin):
     list_select_related = ["channel", "execution"]
     search_fields = ["channel__name", "title"]
     inlines = [DeliveryAttemptInline]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False

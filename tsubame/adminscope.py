@@ -106,3 +106,17 @@ class TeamScopedAdmin(ScopedListFiltersAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         for obj in queryset:
             self.delete_model(request, obj)
+
+
+class ReadOnlyAdmin(TeamScopedAdmin):
+    """Rows that only tsubame writes (runs, their output, delivery logs): the admin shows
+    them. Deleting one would leave a hole its readers cannot see."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

@@ -16,7 +16,21 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
+from accounts.models import Source, Team
+from notifications import services
+from notifications.models import NotificationChannel
+from notifications.tests.helpers import HOOK_URL
 from tsubame.tests.processes import free_port
+
+
+@pytest.fixture
+def channel(team: Team) -> NotificationChannel:
+    """A channel of the team, with no rule, that pages and forms can show and change."""
+    return services.save_channel(
+        NotificationChannel(team=team, name="ops-hook", url=HOOK_URL),
+        actor=None,
+        source=Source.SYSTEM,
+    )
 
 
 @dataclass

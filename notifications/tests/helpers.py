@@ -7,6 +7,9 @@ from jobs.models import Job
 from notifications import services
 from notifications.models import NotificationChannel, NotificationRule
 
+# Never sent to: it names a host under .test, which no resolver answers.
+HOOK_URL = "https://hooks.example.test/services/T0K3N-abcdef-123456"
+
 
 def make_channel(
     team: Team,

@@ -9,7 +9,6 @@ from django.urls import reverse
 
 from accounts.models import AuditEvent, Role, Source
 from jobs.models import Job
-from notifications import services
 from notifications.models import (
     Delivery,
     DeliveryAttempt,
@@ -17,20 +16,9 @@ from notifications.models import (
     NotificationChannel,
     NotificationRule,
 )
+from notifications.tests.helpers import HOOK_URL
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(60)]
-
-# Never sent to: nothing here sends.
-HOOK_URL = "https://hooks.example.test/services/T0K3N-admin-123456"
-
-
-@pytest.fixture
-def channel(team) -> NotificationChannel:
-    return services.save_channel(
-        NotificationChannel(team=team, name="ops-hook", url=HOOK_URL),
-        actor=None,
-        source=Source.SYSTEM,
-    )
 
 
 @pytest.fixture

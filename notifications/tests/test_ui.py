@@ -18,20 +18,9 @@ from accounts.models import AuditEvent, Role, Source
 from jobs.models import Job
 from notifications import services
 from notifications.models import Delivery, Event, NotificationChannel, NotificationRule
+from notifications.tests.helpers import HOOK_URL
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(60)]
-
-# Never sent to: it names a host under .test, which no resolver answers.
-HOOK_URL = "https://hooks.example.test/services/T0K3N-abcdef-123456"
-
-
-@pytest.fixture
-def channel(team) -> NotificationChannel:
-    return services.save_channel(
-        NotificationChannel(team=team, name="ops-hook", url=HOOK_URL),
-        actor=None,
-        source=Source.SYSTEM,
-    )
 
 
 @pytest.fixture
