@@ -351,6 +351,16 @@ NOTIFICATION_TIMEOUT_SECONDS = envfloat("NOTIFICATION_TIMEOUT_SECONDS", 30.0)
 NOTIFICATION_SENDERS = max(1, envint("NOTIFICATION_SENDERS", 4))
 NOTIFICATION_POLL_SECONDS = envfloat("NOTIFICATION_POLL_SECONDS", 1.0)
 
+# /metrics answers a request bearing this token (or a superuser's API token); unset: only
+# superusers' tokens.
+METRICS_TOKEN = envsecret("METRICS_TOKEN")
+# A worker whose heartbeat is older than this is not counted as live (/readyz, /metrics).
+WORKER_HEARTBEAT_STALE_SECONDS = envfloat("WORKER_HEARTBEAT_STALE_SECONDS", 60.0)
+# Retention (per team, see the README): how often each worker prunes, and how many rows it
+# deletes per transaction, so that a live run's heartbeat and output never wait behind it.
+PRUNE_EVERY_SECONDS = envfloat("PRUNE_EVERY_SECONDS", 24 * 3600.0)
+PRUNE_BATCH_SIZE = max(1, envint("PRUNE_BATCH_SIZE", 500))
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.api.authentication.BearerTokenAuthentication",
