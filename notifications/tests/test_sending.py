@@ -16,7 +16,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from executions import reactions
 from executions.models import Status
-from executions.tests.helpers import start
+from executions.tests.helpers import start, wait_until
 from notifications import sending
 from notifications.models import Delivery, DeliveryAttempt, Event
 from notifications.services import new_signing_secret
@@ -176,6 +176,8 @@ def test_a_worker_killed_mid_send_causes_no_duplicate(team, job, http_receiver, 
         finish(start(job), Status.FAILED)
         reactions.process_events()
         http_receiver.wait_for(2, timeout=60)
+        sent = Delivery.objects.filter(status=Delivery.Status.SENT)
+        wait_until(sent.exists, 60, "the new worker to record the second message")
         # Once the lease has passed, any sender marks it unknown, and nobody sends it.
         later = timezone.now() + sending.lease() + timedelta(seconds=1)
         assert sending.mark_interrupted(later) == [delivery.pk]
