@@ -11,9 +11,11 @@ from datetime import timedelta
 import pytest
 from cryptography.fernet import Fernet
 from django.utils import timezone
+from rest_framework.test import APIClient
 from standardwebhooks.webhooks import Webhook as StandardVerifier
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from accounts.models import ApiToken, Role
 from executions import reactions
 from executions.models import Status
 from executions.tests.helpers import start, wait_until
@@ -216,11 +218,6 @@ def test_a_test_message_is_sent_at_once_and_its_answer_returned(apis_manager_and
 
 @pytest.fixture
 def apis_manager_and_channel(make_member, team, http_receiver):
-    from rest_framework.test import APIClient
-
-    from accounts.models import ApiToken, Role
-    from notifications.tests.helpers import make_channel
-
     api = APIClient()
     user = make_member(team, Role.MANAGER)
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {ApiToken.issue(user, 'test')[1]}")
