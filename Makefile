@@ -11,8 +11,9 @@ PORT ?= 8000
 # chromium: Debian's browser for the end-to-end tests (never a downloaded one).
 # busybox: the remote wrapper also runs where /bin/sh is busybox's ash (Alpine).
 # iproute2, iptables: network namespaces for the partition test.
+# postgresql-client: pg_dump and pg_restore for the PostgreSQL backup and restore test.
 DEBIAN_TEST_PACKAGES := openssh-server openssh-client procps zsh fish tcsh busybox chromium \
-	iproute2 iptables
+	iproute2 iptables postgresql-client
 
 .PHONY: run test lint format bench clean
 
