@@ -38,7 +38,7 @@ from django.db import (
 from django.utils import timezone
 
 from executions import live
-from executions.models import LogChunk
+from executions.models import LogChunk, OutputTotal
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +120,9 @@ class OutputWriter:
         # Unfinished UTF-8 characters held back per (host run, stream) until more arrives.
         self._tails: dict[tuple[int, int], bytes] = {}
         self._next_seq = 0
+        # Bytes stored so far (as OutputTotal): an absolute figure, so a retried transaction
+        # cannot count a batch twice.
+        self._stored_bytes = 0
         self._last_flush = 0.0
         # Taken from the queue while gathering calls made together, and served next.
         self._next: object | None = None
@@ -286,17 +289,21 @@ class OutputWriter:
             self._next_seq = seq
 
     def _save(self, chunks: list[LogChunk]) -> None:
+        stored = self._stored_bytes + sum(len(chunk.data) for chunk in chunks)
         # Output is never dropped: a busy or briefly unavailable database is waited out.
         for attempt in range(1, 31):
             try:
                 with transaction.atomic():
                     _insert(chunks)
+                    _count(self.execution_id, stored)
                     live.ring_after_commit(self.execution_id)
+                self._stored_bytes = stored
                 return
             except IntegrityError:
                 if attempt == 1:
                     raise
                 # A retry after a commit whose acknowledgement was lost: already written.
+                self._stored_bytes = stored
                 return
             except OperationalError:
                 if attempt == 30:
@@ -321,6 +328,16 @@ def _insert(chunks: list[LogChunk]) -> None:
                 for c in chunks
             ],
         )
+
+
+def _count(execution_id: int, stored: int) -> None:
+    # One row per execution, written by its one writer: no two runs wait on each other here.
+    OutputTotal.objects.bulk_create(
+        [OutputTotal(execution_id=execution_id, bytes=stored)],
+        update_conflicts=True,
+        unique_fields=["execution"],
+        update_fields=["bytes"],
+    )
 
 
 _INSERT_CHUNK = psycopg.sql.SQL("INSERT INTO {} ({}) VALUES (%s, %s, %s, %s, %b, %s)").format(

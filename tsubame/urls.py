@@ -12,6 +12,7 @@ from jobs import hook_views
 from jobs.api.urls import router as jobs_router
 from notifications.api.urls import router as notifications_router
 from servers.api.urls import router as servers_router
+from tsubame import health, metrics
 
 API_ROUTERS = [
     accounts_router,
@@ -52,6 +53,10 @@ urlpatterns = [
     path("notifications/", include("notifications.urls")),
     path("admin/", admin.site.urls),
     path("hooks/<str:key>/", hook_views.receive, name="webhook-receive"),
+    # Where Prometheus and orchestrators look by convention: no trailing slash.
+    path("metrics", metrics.metrics, name="metrics"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
     # Namespaced: the router's names (server-list, ...) would otherwise shadow the UI's.
     path("api/v1/", include((api_urlpatterns, "api"))),
 ]
