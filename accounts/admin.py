@@ -69,11 +69,29 @@ class MembershipInline(admin.TabularInline):
         return request.user.has_perm("accounts.manage_members", obj)
 
 
+RETENTION_FIELDS = [
+    "output_retention_days",
+    "execution_retention_days",
+    "failed_execution_retention_days",
+    "keep_last_runs",
+]
+TEAM_SETTINGS = ["name", "description", *RETENTION_FIELDS]
+RETENTION_HELP = (
+    "Counted from the end of each run. Runs still waiting, queued or running are never "
+    "touched. Workers apply these every PRUNE_EVERY_SECONDS; `manage.py prune --dry-run` "
+    "shows what would go."
+)
+
+
 @admin.register(Team)
 class TeamAdmin(ScopedListFiltersAdmin):
     list_display = ["name", "description", "created_at"]
     search_fields = ["name", "description"]
     inlines = [MembershipInline]
+    fieldsets = [
+        (None, {"fields": ["name", "description"]}),
+        ("Retention", {"fields": [*RETENTION_FIELDS, "pruned_at"], "description": RETENTION_HELP}),
+    ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Team]:
         return policy.visible(super().get_queryset(request), request.user)
@@ -92,7 +110,16 @@ class TeamAdmin(ScopedListFiltersAdmin):
         return request.user.is_superuser
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return [] if request.user.is_superuser else ["name", "description"]
+        # The team's own settings need the change permission (superusers, by default), the
+        # same the API asks; managers hold manage_members, which opens the page for members.
+        if request.user.has_perm("accounts.change_team", obj):
+            return ["pruned_at"]
+        return [*TEAM_SETTINGS, "pruned_at"]
+
+    def save_model(self, request: HttpRequest, obj: Team, form: Any, change: bool) -> None:
+        services.save_team(
+            obj, actor=request.user, source=Source.ADMIN, changed_fields=form.changed_data
+        )
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         save_memberships(formset, actor=request.user)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -22,12 +23,59 @@ class Team(TeamOwned, models.Model):
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    # Retention (executions.retention): how long after a run ends its output and its record
+    # are kept. Empty keeps them for ever, the default, so that no upgrade deletes anything.
+    output_retention_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Days a finished run's output is kept; the run itself stays. Empty: for ever.",
+    )
+    execution_retention_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Days a finished run is kept, with its hosts and output. Empty: for ever.",
+    )
+    failed_execution_retention_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Days a failed, timed-out or lost run is kept instead, at least as long as "
+        "the others. Empty: for ever.",
+    )
+    keep_last_runs = models.PositiveIntegerField(
+        default=10,
+        help_text="The latest finished runs of each job are kept whatever their age, with "
+        "their output.",
+    )
+    # When a worker last claimed the team's pruning: a guarded update of this field is what
+    # stops two workers from pruning one team at once (executions.retention.prune_if_due).
+    pruned_at = models.DateTimeField("last pruned", null=True, blank=True, editable=False)
+
     class Meta:
         ordering = ["name"]
         permissions = [("manage_members", "Can manage the team's members")]
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        self.clean_retention()
+
+    def clean_retention(self) -> None:
+        """Failed runs are what people look back at: they are never removed before the rest."""
+        failed, others = self.failed_execution_retention_days, self.execution_retention_days
+        if failed is None or (others is not None and failed >= others):
+            return
+        allowed = "empty (for ever)" if others is None else f"at least {others}, or empty"
+        raise ValidationError(
+            {
+                "failed_execution_retention_days": "Failed runs are kept at least as long as "
+                f"the others: make it {allowed}."
+            },
+            code="failed_kept_shorter",
+        )
 
 
 class Role(models.TextChoices):

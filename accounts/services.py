@@ -1,10 +1,11 @@
-"""Changes to memberships and API tokens shared by the admin, the API and the UI.
+"""Changes to teams, memberships and API tokens shared by the admin, the API and the UI.
 
 Each change and its audit row are written in one transaction: both or neither.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.contrib.auth.models import Group
@@ -13,6 +14,27 @@ from django.utils import timezone
 
 from accounts import audit
 from accounts.models import ApiToken, Membership, Source, Team, token_expiry
+
+
+def save_team(
+    team: Team, *, actor: Any, source: Source, changed_fields: Iterable[str] = ()
+) -> Team:
+    """Create a team, or save the fields named in `changed_fields` (its settings, such as
+    retention), with the audit row; nothing is written when no field changed.
+
+    Only the named fields are written: a worker claims a team's pruning by a guarded update
+    of `pruned_at` meanwhile (executions.retention), which a full save would undo.
+    """
+    created = team._state.adding
+    changed = sorted(set(changed_fields))
+    if not created and not changed:
+        return team
+    with transaction.atomic():
+        team.save(update_fields=None if created else changed)
+        audit.record_saved(
+            team, created=created, actor=actor, source=source, changed_fields=changed
+        )
+    return team
 
 
 def _record_member(action: str, membership: Membership, *, actor: Any, source: Source) -> None:

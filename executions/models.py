@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from accounts.models import Source
@@ -121,6 +124,9 @@ class Execution(TeamOwned, models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # When retention removed its output (executions.retention): the run itself is kept, and
+    # its pages say why there is no output.
+    output_pruned_at = models.DateTimeField(null=True, blank=True)
 
     # When a task for it was last handed to the broker, None if the broker could not take it;
     # see services.requeue_waiting_executions.
@@ -292,3 +298,64 @@ class ExecutionEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.execution_id} {self.kind}"
+
+
+class OutputTotal(models.Model):
+    """How many bytes of output an execution has stored, kept in the transaction that stores
+    them (by its one output writer) or removes them (retention): /metrics adds these up
+    instead of reading every chunk.
+    """
+
+    execution = models.OneToOneField(
+        Execution, on_delete=models.CASCADE, primary_key=True, related_name="output_total"
+    )
+    bytes = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.execution_id}: {self.bytes} bytes"
+
+
+class WorkerHeartbeatQuerySet(models.QuerySet["WorkerHeartbeat"]):
+    def live(self) -> WorkerHeartbeatQuerySet:
+        """Workers that beat within WORKER_HEARTBEAT_STALE_SECONDS, by the database clock:
+        the one clock that every worker and web process reads alike."""
+        stale = timedelta(seconds=settings.WORKER_HEARTBEAT_STALE_SECONDS)
+        return self.filter(beat_at__gt=Now() - stale)
+
+
+class WorkerHeartbeat(models.Model):
+    """One `manage.py worker` process, while it runs: it beats on every tick and removes its
+    row when it stops cleanly; the row of a killed one goes stale (see `live`)."""
+
+    name = models.CharField(max_length=200, unique=True)
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    beat_at = models.DateTimeField(db_index=True)
+
+    objects = WorkerHeartbeatQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @classmethod
+    def started(cls, host: str, pid: int) -> str:
+        """Record a worker that starts; returns the name its beats go by. A row left by a
+        killed process with the same host and pid is taken over."""
+        name = f"{host}:{pid}"
+        cls.objects.update_or_create(
+            name=name, defaults={"host": host, "pid": pid, "started_at": Now(), "beat_at": Now()}
+        )
+        return name
+
+    @classmethod
+    def beat(cls, name: str) -> bool:
+        """One cheap UPDATE per tick; False if the row is gone (forgotten as dead)."""
+        return bool(cls.objects.filter(name=name).update(beat_at=Now()))
+
+    @classmethod
+    def stopped(cls, name: str) -> None:
+        cls.objects.filter(name=name).delete()

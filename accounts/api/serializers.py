@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -35,15 +37,42 @@ class RoleField(serializers.Field):
 
 
 class TeamSerializer(StrictModelSerializer):
+    """A team; its retention settings are changed with PATCH by whoever may change the team
+    (accounts.change_team: superusers, by default)."""
+
     role = serializers.SerializerMethodField(help_text="Your role in this team.")
 
     class Meta:
         model = Team
-        fields = ["id", "name", "description", "role", "created_at"]
+        fields = [
+            "id",
+            "name",
+            "description",
+            "role",
+            "created_at",
+            "output_retention_days",
+            "execution_retention_days",
+            "failed_execution_retention_days",
+            "keep_last_runs",
+            "pruned_at",
+        ]
+        read_only_fields = ["name", "description", "pruned_at"]
+        extra_kwargs = {"pruned_at": {"help_text": "When a worker last applied the retention."}}
 
     def get_role(self, team: Team) -> str | None:
         mine = getattr(team, "my_memberships", [])
         return RoleField().to_representation(mine[0].role) if mine else None
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # The model's rule, on the team as it would be: the admin asks the same (Team.clean).
+        candidate = copy.copy(self.instance) if self.instance is not None else Team()
+        for name, value in attrs.items():
+            setattr(candidate, name, value)
+        try:
+            candidate.clean_retention()
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from exc
+        return attrs
 
 
 class MembershipSerializer(StrictModelSerializer):

@@ -8,6 +8,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 
 from accounts import services
 from accounts.api.serializers import (
@@ -24,13 +25,24 @@ from accounts.models import ApiToken, AuditEvent, Membership, Source, Team
 from tsubame.api.base import TeamScopedViewSet
 
 
-class TeamViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TeamScopedViewSet):
-    """The teams you belong to, your role in each, and (for managers) their members."""
+class TeamViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, TeamScopedViewSet
+):
+    """The teams you belong to, your role in each, (for managers) their members, and their
+    retention settings (changed by whoever may change the team)."""
 
     queryset = Team.objects.all()
     serializer_class = TeamSerializer
     ordering_fields = ["name", "created_at"]
     ordering = ["name"]
+
+    def perform_update(self, serializer: BaseSerializer[Team]) -> None:
+        # PolicyPermission checked the object permission, accounts.change_team.
+        team, given = serializer.instance, serializer.validated_data
+        changed = [name for name, value in given.items() if getattr(team, name) != value]
+        for name in changed:
+            setattr(team, name, given[name])
+        services.save_team(team, actor=self.request.user, source=Source.API, changed_fields=changed)
 
     def get_queryset(self) -> QuerySet[Team]:
         mine = Membership.objects.filter(user=self.request.user).select_related("role")

@@ -26,7 +26,7 @@ class Endpoint:
     name: str
     method: str
     url: Callable[[TeamObjects], str]
-    level: str  # view, operate or manage
+    level: str  # view, operate, manage, or superuser (no role holds it)
     ok: int
     body: Callable[[TeamObjects, World], dict[str, Any]] | None = None
     hidden: int = 404  # what a caller gets for an object of a team they cannot see
@@ -125,6 +125,14 @@ ENDPOINTS = [
         200,
     ),
     Endpoint("team-detail", "get", lambda o: f"/api/v1/teams/{o.team.pk}/", "view", 200),
+    Endpoint(
+        "team-update",
+        "patch",
+        lambda o: f"/api/v1/teams/{o.team.pk}/",
+        "superuser",  # the team's own settings: no role grants accounts.change_team
+        200,
+        lambda o, w: {"keep_last_runs": 3},
+    ),
     Endpoint("team-members", "get", lambda o: f"/api/v1/teams/{o.team.pk}/members/", "view", 200),
     Endpoint(
         "team-member-add",

@@ -52,6 +52,11 @@ class ExecutionSerializer(serializers.ModelSerializer):
     children = serializers.PrimaryKeyRelatedField(
         many=True, read_only=True, help_text="The chained runs this run's end started."
     )
+    output_pruned_at = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="When the team's retention removed this run's output (null: not removed).",
+    )
 
     class Meta:
         model = Execution
@@ -71,6 +76,7 @@ class ExecutionSerializer(serializers.ModelSerializer):
             "started_at",
             "finished_at",
             "duration",
+            "output_pruned_at",
             "cancel_requested_at",
             "cancel_requested_by",
             "interpreter",

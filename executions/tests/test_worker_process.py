@@ -311,3 +311,20 @@ def test_two_workers_fire_a_due_schedule_once_and_run_it(make_server, make_job, 
     assert Execution.objects.filter(schedule=schedule).count() == 1
     schedule.refresh_from_db()
     assert schedule.next_run_at > slot + timedelta(hours=1)
+
+
+def test_a_worker_prunes_what_retention_no_longer_keeps(team, make_job, start_worker):
+    from executions.tests.test_retention import make_run
+
+    job = make_job("true", [])
+    team.execution_retention_days, team.keep_last_runs = 30, 1
+    team.save()
+    old = [make_run(team, job, ended_days_ago=40 + n) for n in range(3)]
+    recent = make_run(team, job, ended_days_ago=1)
+    start_worker(PRUNE_EVERY_SECONDS="1")
+    remaining = Execution.objects.filter(team=team)
+    wait_until(lambda: remaining.count() == 1, 60, "the worker to prune the old runs")
+    assert list(remaining) == [recent]
+    assert not Execution.objects.filter(pk__in=[run.pk for run in old]).exists()
+    team.refresh_from_db()
+    assert team.pruned_at is not None

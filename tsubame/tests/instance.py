@@ -26,9 +26,7 @@ from tsubame.tests.processes import BASE_DIR, spawn
 
 # The suite's own database decides: `make test` runs the suite once per configuration, so each
 # proves its backups once (a backup round trip is slow: every step is a process).
-BACKENDS = [
-    "postgresql" if os.getenv("DATABASE_URL", "").startswith("postgres") else "sqlite"
-]
+BACKENDS = ["postgresql" if os.getenv("DATABASE_URL", "").startswith("postgres") else "sqlite"]
 # The machine's PostgreSQL (trust authentication); each instance makes its own database.
 POSTGRES = "postgres://postgres@127.0.0.1:5432"
 # Settings of the test run itself that must not reach an instance.

@@ -4,17 +4,21 @@ import multiprocessing
 import multiprocessing.util
 import os
 import signal
+import socket
 import sys
 import threading
 import time
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
+from django.db.models.functions import Now
 from django_q.brokers import get_broker
 from django_q.cluster import Cluster
 
-from executions import reactions, retries, services
+from executions import reactions, retention, retries, services
+from executions.models import WorkerHeartbeat
 from jobs import scheduler
 from notifications import sending
 
@@ -22,16 +26,18 @@ logger = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 EVENTS_PER_BATCH = 100
+# A killed worker cannot remove its heartbeat row; after this nobody needs to see it.
+FORGET_DEAD_WORKERS_AFTER = timedelta(days=1)
 
 
 class Command(BaseCommand):
     help = (
         "Run a django-q2 cluster (like qcluster) plus the scheduler that starts scheduled "
-        "runs, the sender of notifications, and the reaper that marks executions of "
-        "dead workers as lost, re-queues executions whose task went missing and runs the "
-        "reactions to executions' events. Run as many "
-        "as you like: reapers do not conflict. Whichever of its processes is killed, the "
-        "rest exit within seconds, so a supervisor can start a fresh one."
+        "runs, the sender of notifications, the pruner of old runs, and the reaper that "
+        "marks executions of dead workers as lost, re-queues executions whose task went "
+        "missing and runs the reactions to executions' events. Run as many as you like: "
+        "reapers do not conflict. Whichever of its processes is killed, the rest exit "
+        "within seconds, so a supervisor can start a fresh one."
     )
 
     def handle(self, *args: object, **options: object) -> None:
@@ -46,36 +52,78 @@ class Command(BaseCommand):
         # handlers stop it on SIGTERM/SIGINT, which ends the loop below.
         cluster.start()
         # Started after the cluster's fork: a process forked while threads run gets copies
-        # of their locks. Notifications go out from this process, never from a task worker
-        # that runs jobs, so a slow destination holds up no run.
-        stop_sending = threading.Event()
-        sender = threading.Thread(target=sending.serve, args=(stop_sending,), name="notify")
-        sender.start()
+        # of their locks. Notifications go out and retention prunes from this process, never
+        # from a task worker that runs jobs, so neither holds up a run.
+        stop_threads = threading.Event()
+        threads = [
+            threading.Thread(target=serve, args=(stop_threads,), name=name)
+            for name, serve in (("notify", sending.serve), ("prune", retention.serve))
+        ]
+        for thread in threads:
+            thread.start()
+        # Beats from here on: this worker can take tasks (the broker answered).
+        heartbeat = _Heartbeat()
         reaped_at = 0.0
         try:
             while cluster.sentinel.is_alive():
                 reap = time.monotonic() - reaped_at >= settings.EXECUTION_REAP_EVERY_SECONDS
                 if reap:
                     reaped_at = time.monotonic()
-                _look_after_executions(reap=reap)
+                _look_after_executions(reap=reap, heartbeat=heartbeat)
                 cluster.sentinel.join(settings.SCHEDULE_TICK_SECONDS)
         finally:
-            # An attempt under way finishes and is recorded (it is bounded by
-            # NOTIFICATION_TIMEOUT_SECONDS); none starts after this.
-            stop_sending.set()
-            sender.join()
+            heartbeat.stop()
+            # A notification attempt under way finishes and is recorded (it is bounded by
+            # NOTIFICATION_TIMEOUT_SECONDS), a prune stops after its current batch; nothing
+            # new starts after this.
+            stop_threads.set()
+            for thread in threads:
+                thread.join()
         if cluster.sentinel.exitcode != 0:
             # Killed rather than stopped: its children died with it (see _die_with_parent).
             raise CommandError(f"the task cluster died (exit code {cluster.sentinel.exitcode})")
 
 
-def _look_after_executions(reap: bool = True) -> None:
-    """One tick: fire due schedules, start due retries and react to events; when `reap`,
-    also mark lost executions and requeue those whose task went missing. Each step on its
-    own: one that fails (the database blinked) does not hold up the others."""
+class _Heartbeat:
+    """This worker's WorkerHeartbeat row, which /readyz and /metrics count as a live worker."""
+
+    def __init__(self) -> None:
+        self.host, self.pid = socket.gethostname(), os.getpid()
+        self.name: str | None = None
+
+    def beat(self) -> None:
+        # The first beat (and one after the database lost the row) records the worker anew.
+        if self.name is None or not WorkerHeartbeat.beat(self.name):
+            self.name = WorkerHeartbeat.started(self.host, self.pid)
+
+    def stop(self) -> None:
+        if self.name is None:
+            return
+        try:
+            WorkerHeartbeat.stopped(self.name)
+        except Exception:
+            # Stopping goes on: the row goes stale and stops counting as live by itself.
+            logger.exception("removing the worker's heartbeat failed")
+        finally:
+            close_old_connections()
+
+
+def _look_after_executions(reap: bool = True, heartbeat: _Heartbeat | None = None) -> None:
+    """One tick: beat, fire due schedules, start due retries and react to events; when
+    `reap`, also mark lost executions, requeue those whose task went missing and forget dead
+    workers. Each step on its own: one that fails (the database blinked) does not hold up
+    the others."""
     steps = [scheduler.fire_due_schedules, retries.start_due_retries, _process_all_events]
     if reap:
-        steps = [services.reap_lost_executions, services.requeue_waiting_executions, *steps]
+        steps = [
+            services.reap_lost_executions,
+            services.requeue_waiting_executions,
+            _forget_dead_workers,
+            *steps,
+        ]
+    if heartbeat is not None:
+        # First: a long step (many due schedules) must not make a live worker look dead.
+        steps = [heartbeat.beat, *steps]
     try:
         for step in steps:
             try:
@@ -84,6 +132,10 @@ def _look_after_executions(reap: bool = True) -> None:
                 logger.exception("%s failed", step.__name__)
     finally:
         close_old_connections()
+
+
+def _forget_dead_workers() -> None:
+    WorkerHeartbeat.objects.filter(beat_at__lt=Now() - FORGET_DEAD_WORKERS_AFTER).delete()
 
 
 def _process_all_events() -> None:
