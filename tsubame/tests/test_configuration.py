@@ -29,14 +29,19 @@ def test_every_environment_variable_is_in_the_readme_table():
     assert settings_variables() == documented
 
 
-def test_compose_runs_web_and_two_workers_on_postgres_and_redis():
+def test_compose_runs_two_web_processes_and_two_workers_on_postgres_and_redis():
     compose = yaml.safe_load((BASE_DIR / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"postgres", "redis", "web", "worker"}
-    assert "python -m tsubame.webserver" in services["web"]["command"]
+    assert set(services) == {"postgres", "redis", "migrate", "web", "worker"}
+    assert "manage.py migrate" in services["migrate"]["command"]
+    assert services["web"]["command"][:3] == ["python", "-m", "tsubame.webserver"]
     assert services["worker"]["command"] == ["python", "manage.py", "worker"]
-    assert services["worker"]["deploy"]["replicas"] == 2
     for name in ("web", "worker"):
+        assert services[name]["deploy"]["replicas"] == 2
+        assert services[name]["depends_on"]["migrate"] == {
+            "condition": "service_completed_successfully"
+        }
+    for name in ("migrate", "web", "worker"):
         env = services[name]["environment"]
         assert env["DATABASE_URL"].startswith("postgres://")
         assert env["REDIS_URL"] == "redis://redis:6379/0"
