@@ -155,6 +155,19 @@ DATABASES = {
         conn_max_age=envint("DB_CONN_MAX_AGE", 0),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and (
+    DB_POOL_SIZE := envint("DB_POOL_SIZE", 20)
+):
+    # Each process keeps its connections in Django's pool (psycopg_pool) instead of opening
+    # one per request, consumer read and host thread. Checked when taken: a connection the
+    # database dropped (a restart, a failover) is replaced instead of failing a request.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps them; Django must not too
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": DB_POOL_SIZE,
+        "timeout": envfloat("DB_POOL_TIMEOUT_SECONDS", 30.0),
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         # WAL lets the web process read while a worker writes output; IMMEDIATE makes

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from django.db.models.functions import Now
 from django_q.brokers import get_broker
 from django_q.cluster import Cluster
@@ -41,8 +41,11 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args: object, **options: object) -> None:
+        # The registry holds its objects weakly; module-level functions live long enough.
+        multiprocessing.util.register_after_fork(
+            _forget_inherited_connections, _forget_inherited_connections
+        )
         if sys.platform.startswith("linux"):
-            # The registry holds its object weakly; a module-level function lives long enough.
             multiprocessing.util.register_after_fork(_die_with_parent, _die_with_parent)
         else:
             logger.warning("not on Linux: the cluster's processes outlive a killed worker")
@@ -165,6 +168,30 @@ def _wait_for_broker() -> None:
         except Exception:
             logger.exception("sending notifications failed")
         time.sleep(settings.EXECUTION_REAP_EVERY_SECONDS)
+
+
+# What forked processes inherited from the worker's database connections: kept, never used or
+# closed (see _forget_inherited_connections).
+_inherited: list[object] = []
+
+
+def _forget_inherited_connections(_registered: object) -> None:
+    """Run in every process that multiprocessing forks below the worker.
+
+    A forked process inherits the worker's open database connections, and on PostgreSQL its
+    connection pool: the same sockets as the worker's. Using one here would interleave two
+    processes' traffic on one session; even closing one would end the worker's session. So
+    they are set aside untouched (kept referenced, so that no garbage collection closes
+    them) and this process opens its own, in a pool of its own.
+    """
+    for connection in connections.all(initialized_only=True):
+        if connection.connection is not None:
+            _inherited.append(connection.connection)
+            connection.connection = None
+        pools = getattr(connection, "_connection_pools", None)
+        if pools:
+            _inherited.append(dict(pools))
+            pools.clear()
 
 
 def _die_with_parent(_registered: object) -> None:
