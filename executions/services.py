@@ -590,9 +590,13 @@ def requeue_waiting_executions() -> list[int]:
     for execution_id in waiting:
         # Still due now: claimed, cancelled or requeued by another worker's reaper since the
         # select, it is not handed over (again).
-        if not due.filter(pk=execution_id).update(enqueued_at=Now(), summary=""):
+        if not due.filter(pk=execution_id).update(enqueued_at=Now()):
             continue
         if not _enqueue(execution_id):
             break  # the broker is still down: the rest wait for the next round
+        # Only now: cleared before the attempt, a reader could see it waiting for nothing.
+        Execution.objects.filter(
+            pk=execution_id, status=Status.QUEUED, summary__startswith=WAITING_FOR_QUEUE
+        ).update(summary="")
         requeued.append(execution_id)
     return requeued
