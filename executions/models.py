@@ -148,6 +148,10 @@ class Execution(TeamOwned, models.Model):
         indexes = [
             models.Index(fields=["status", "heartbeat_at"]),
             models.Index(fields=["status", "enqueued_at"]),
+            # The lists' order, for a superuser and for a team's members (the dashboard's
+            # last 30 days too): read newest first from the index, never sorted.
+            models.Index(fields=["-created_at", "-id"], name="execution_newest_first"),
+            models.Index(fields=["team", "-created_at", "-id"], name="execution_team_newest"),
         ]
         constraints = [
             # A reaction runs at least once: these make what it starts happen once.

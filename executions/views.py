@@ -143,7 +143,9 @@ def server_names(request: HttpRequest) -> list[str]:
     """For the server filter: the user's servers, and the deleted ones their runs name."""
     current = policy.visible(Server.objects.all(), request.user).values_list("name", flat=True)
     deleted = policy.visible(HostRun.objects.filter(server=None), request.user)
-    return sorted({*current, *deleted.values_list("server_name", flat=True).distinct()})
+    # No ordering: the default one would put the execution's columns into the DISTINCT.
+    names = deleted.order_by().values_list("server_name", flat=True).distinct()
+    return sorted({*current, *names})
 
 
 @login_required
