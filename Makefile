@@ -64,6 +64,8 @@ bench: $(VENV)/.installed-dev
 	$(PY) bench/engine.py
 	$(PY) bench/ui.py
 	$(PY) bench/schedules.py
+	$(PY) bench/history.py
+	$(PY) bench/metrics.py
 
 clean:
 	rm -rf $(VENV) staticfiles
