@@ -166,7 +166,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and (
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
         "max_size": DB_POOL_SIZE,
-        "timeout": envfloat("DB_POOL_TIMEOUT_SECONDS", 30.0),
+        # Short: in a database outage each request fails within this, instead of holding a
+        # web thread, and each worker's tick goes on.
+        "timeout": envfloat("DB_POOL_TIMEOUT_SECONDS", 5.0),
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
