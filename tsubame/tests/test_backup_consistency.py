@@ -3,21 +3,15 @@ holding one consistent moment: every run it has, it has whole, and the count kep
 in the same transactions agrees."""
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tsubame.tests.instance import BACKENDS, Instance, instances
+from tsubame.tests.instance import Instance
 from tsubame.tests.processes import stop
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture(params=BACKENDS)
-def make_instance(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable]:
-    with instances(request.param, tmp_path) as make:
-        yield make
 
 
 def test_backup_while_runs_are_written_is_a_consistent_snapshot(

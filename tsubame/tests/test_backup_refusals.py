@@ -2,29 +2,15 @@
 come from the environment."""
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
 
-from tsubame.tests.instance import BACKENDS, Instance, instances
+from tsubame.tests.instance import Instance
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture(params=BACKENDS)
-def make_instance(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable]:
-    with instances(request.param, tmp_path) as make:
-        yield make
-
-
-@pytest.fixture
-def populated(make_instance: Callable[[], Instance]) -> Instance:
-    instance = make_instance()
-    instance.manage("migrate", "--noinput")
-    instance.act("populate")
-    return instance
 
 
 def test_restore_over_a_database_with_tables_needs_force(

@@ -3,28 +3,14 @@ secrets still decrypt and output that is byte for byte what was stored."""
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tsubame.tests.instance import BACKENDS, Instance, instances
+from tsubame.tests.instance import Instance
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture(params=BACKENDS)
-def make_instance(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable]:
-    with instances(request.param, tmp_path) as make:
-        yield make
-
-
-@pytest.fixture
-def populated(make_instance: Callable[[], Instance]) -> Instance:
-    instance = make_instance()
-    instance.manage("migrate", "--noinput")
-    instance.act("populate")
-    return instance
 
 
 def test_restore_after_losing_database_and_keys_gives_back_secrets_and_logs(
