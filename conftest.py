@@ -30,7 +30,12 @@ from tsubame.crypto import SecretTextField
 if TYPE_CHECKING:
     from servers.tests.sshd import LocalSshd
 
-pytest_plugins = ["servers.tests.sshd", "servers.tests.arrivals", "tsubame.tests.browser"]
+pytest_plugins = [
+    "servers.tests.sshd",
+    "servers.tests.arrivals",
+    "tsubame.tests.browser",
+    "executions.tests.brokers",
+]
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import json
-import shutil
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.db.models.functions import Now
 from django.test import Client
-from django_q.conf import Conf
 
 from executions.models import WorkerHeartbeat
-from executions.tests.test_worker_process import RedisServer
 from tsubame.tests.processes import app_environment, free_port, start_webserver, stop
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
@@ -25,19 +20,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 @pytest.fixture
 def live_worker() -> str:
     return WorkerHeartbeat.started("worker-host", 4242)
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisServer]:
-    """A Redis broker of this test's own, to kill; never the shared one."""
-    if not shutil.which("redis-server"):
-        pytest.skip("redis-server is not installed (Debian package redis-server)")
-    server = RedisServer(tmp_path)
-    server.start()
-    for name, value in {"ORM": None, "DJANGO_REDIS": None, "REDIS": server.url}.items():
-        monkeypatch.setattr(Conf, name, value)
-    yield server
-    server.kill()
 
 
 def test_healthz_answers_anyone_while_the_process_runs():
