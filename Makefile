@@ -24,6 +24,11 @@ $(VENV)/.installed-run: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
+# The command-line client, installed as anyone installs it (`pip install ./cli`).
+$(VENV)/.installed-cli: $(VENV)/.installed-run cli/pyproject.toml $(wildcard cli/tsubame_cli/*.py)
+	$(PY) -m pip install --quiet ./cli
+	touch $@
+
 $(VENV)/.installed-dev: $(VENV)/.installed-run requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
@@ -37,7 +42,7 @@ debian-packages:
 	  else echo "Please install:$$missing (e.g. sudo apt-get install$$missing)"; exit 1; fi; \
 	fi
 
-run: $(VENV)/.installed-run
+run: $(VENV)/.installed-run $(VENV)/.installed-cli
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py ensure_superuser
@@ -48,7 +53,7 @@ run: $(VENV)/.installed-run
 	trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT; \
 	$(PY) -m tsubame.webserver -b $(HOST) -p $(PORT)
 
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev $(VENV)/.installed-cli
 	@$(MAKE) --no-print-directory debian-packages PACKAGES="$(DEBIAN_TEST_PACKAGES)"
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -1,7 +1,7 @@
 from django.urls import path
 
-from executions.consumers import ExecutionConsumer
+from executions.bearer_consumer import TokenOrSessionExecutionConsumer
 
 websocket_urlpatterns = [
-    path("ws/executions/<int:execution_id>/", ExecutionConsumer.as_asgi()),
+    path("ws/executions/<int:execution_id>/", TokenOrSessionExecutionConsumer.as_asgi()),
 ]

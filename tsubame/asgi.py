@@ -17,13 +17,14 @@ def build_application() -> "ProtocolTypeRouter":
     from channels.routing import ProtocolTypeRouter, URLRouter
 
     from executions.routing import websocket_urlpatterns
-    from tsubame.websocket import SameOriginMiddleware
+    from tsubame.websocket import BearerTokenMiddleware, SameOriginMiddleware
 
+    router = URLRouter(websocket_urlpatterns)
     return ProtocolTypeRouter(
         {
             "http": django_asgi_app,
-            "websocket": SameOriginMiddleware(
-                AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+            "websocket": BearerTokenMiddleware(
+                router, otherwise=SameOriginMiddleware(AuthMiddlewareStack(router))
             ),
         }
     )

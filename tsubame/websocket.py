@@ -1,4 +1,4 @@
-"""WebSocket plumbing every consumer shares: which pages may open a socket.
+"""WebSocket plumbing every consumer shares: who opened a socket, and from which page.
 
 A browser sends the session cookie with a WebSocket handshake from any site, so the Origin
 header is what keeps another site (another port on the same host included) from reading live
@@ -6,6 +6,11 @@ output with a visitor's session. The rule is Django's own for unsafe requests
 (CsrfViewMiddleware): the origin must be this site as the request addressed it (scheme, host
 and port of its Host header), or one of CSRF_TRUSTED_ORIGINS (`https://*.example.com` covers
 the subdomains).
+
+A handshake with `Authorization: Bearer <token>` is not a browser's (a page cannot set that
+header on a WebSocket): the API token alone says who opened it, by the API's own rules, and
+no cookie or Origin counts. A token that is not valid is refused; it never falls back to a
+session the same handshake may carry.
 """
 
 from __future__ import annotations
@@ -13,13 +18,19 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 from django.utils.http import is_same_domain
+from rest_framework.exceptions import AuthenticationFailed
+
+from accounts.api.authentication import token_for_bearer
 
 # Accepted, then closed with this code: a refusal before accept() reaches the client as a bare
 # HTTP 403, which it cannot tell from a broken server.
 CLOSE_FORBIDDEN_ORIGIN = 4403
+# The consumers' "signed out": a bearer token that is not (or no longer) valid gets it too.
+CLOSE_UNAUTHENTICATED = 4401
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:
@@ -70,6 +81,12 @@ def origin_allowed(scope: dict[str, Any]) -> bool:
     return False
 
 
+async def refuse(receive: Any, send: Any, code: int) -> None:
+    if (await receive())["type"] == "websocket.connect":
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": code})
+
+
 class SameOriginMiddleware:
     """Lets only WebSockets opened by this site's own pages through to the application."""
 
@@ -79,7 +96,37 @@ class SameOriginMiddleware:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "websocket" or origin_allowed(scope):
             return await self.application(scope, receive, send)
-        if (await receive())["type"] == "websocket.connect":
-            await send({"type": "websocket.accept"})
-            await send({"type": "websocket.close", "code": CLOSE_FORBIDDEN_ORIGIN})
+        return await refuse(receive, send, CLOSE_FORBIDDEN_ORIGIN)
+
+
+def bearer_secret(scope: dict[str, Any]) -> str | None:
+    """The token of the handshake's `Authorization: Bearer` header; None without one."""
+    scheme, _, secret = (_header(scope, b"authorization") or "").partition(" ")
+    return secret.strip() if scheme.lower() == "bearer" else None
+
+
+@database_sync_to_async
+def bearer_user(scope: dict[str, Any]) -> Any | None:
+    """The user of the handshake's bearer token as the token stands now; None when the token
+    is not valid (any more): consumers ask again on each access check."""
+    try:
+        return token_for_bearer(bearer_secret(scope) or "").user
+    except AuthenticationFailed:
         return None
+
+
+class BearerTokenMiddleware:
+    """Sends a handshake with a bearer token to `application` as the token's user
+    (`scope["user"]`), and every other one to `otherwise` (the Origin check and the session)."""
+
+    def __init__(self, application: Any, otherwise: Any) -> None:
+        self.application = application
+        self.otherwise = otherwise
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket" or bearer_secret(scope) is None:
+            return await self.otherwise(scope, receive, send)
+        user = await bearer_user(scope)
+        if user is None:
+            return await refuse(receive, send, CLOSE_UNAUTHENTICATED)
+        return await self.application(scope | {"user": user}, receive, send)

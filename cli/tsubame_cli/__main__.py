@@ -1,0 +1,3 @@
+from tsubame_cli.main import main
+
+raise SystemExit(main())
