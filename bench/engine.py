@@ -31,7 +31,6 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 from django.db.models import Sum
-from django.db.models.functions import Length
 
 from accounts.models import Team
 from executions import services
@@ -180,7 +179,7 @@ def report(bench: Bench) -> None:
 
     rss_before = rss_kib(worker_pid, "VmRSS")
     big_seconds, big = bench.run(bench.job(BIG_COMMAND, one))
-    stored = LogChunk.objects.filter(execution=big).aggregate(n=Sum(Length("data")))["n"]
+    stored = LogChunk.objects.filter(execution=big).aggregate(n=Sum("size"))["n"]
     rss_peak = rss_kib(worker_pid, "VmHWM")
     ssh_big = bench.openssh.seconds(BIG_COMMAND)
     mb_ours, mb_theirs = stored / big_seconds / 1e6, stored / ssh_big / 1e6

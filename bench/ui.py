@@ -35,7 +35,6 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db.models import Sum
-from django.db.models.functions import Length
 from playwright.sync_api import Page, sync_playwright
 from playwright.sync_api import TimeoutError as PageTimeout
 
@@ -270,7 +269,7 @@ def store_big_log(team: Team, server: Server) -> BigLog:
     if execution.status != "succeeded":
         raise RuntimeError(f"the big execution {execution.pk} ended {execution.status}")
     chunks = LogChunk.objects.filter(execution=execution)
-    stored = chunks.aggregate(n=Sum(Length("data")))["n"]
+    stored = chunks.aggregate(n=Sum("size"))["n"]
     end = b"".join(reversed(chunks.order_by("-seq").values_list("data", flat=True)[:2]))
     last_line = end.rstrip(b"\n").rsplit(b"\n", 1)[-1].decode()
     return BigLog(execution.pk, f"/executions/{execution.pk}/", stored, last_line)

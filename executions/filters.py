@@ -1,12 +1,13 @@
 from typing import Any
 
 import django_filters
-from django.db.models import Exists, OuterRef, QuerySet
+from django import forms
+from django.db.models import QuerySet
 from django_filters.fields import MultipleChoiceField
 
 from accounts import policy
 from accounts.models import Team
-from executions import logs
+from executions import search
 from executions.models import Execution, Status
 from jobs.models import Job
 
@@ -22,14 +23,25 @@ class AnyOfFilter(django_filters.MultipleChoiceFilter):
     field_class = AnyOfField
 
 
+class OutputSearchField(forms.CharField):
+    def validate(self, value: str) -> None:
+        super().validate(value)
+        if value and (problem := search.needle_problem(value)):
+            raise forms.ValidationError(problem)
+
+
+class OutputSearchFilter(django_filters.CharFilter):
+    field_class = OutputSearchField
+
+
 class ExecutionFilter(django_filters.FilterSet):
     """Shared by the API list and the UI list."""
 
-    q = django_filters.CharFilter(
+    q = OutputSearchFilter(
         method="filter_output",
         label="Output contains",
-        help_text="Text in the output of any host (a match split across two stored pieces of "
-        "output is missed).",
+        help_text="Text within one line of the output of any host, matched exactly (case "
+        f"included); {search.MIN_NEEDLE_CHARS} characters or more.",
     )
     team = django_filters.ModelChoiceFilter(queryset=policy.visible_to_request(Team))
     job = django_filters.ModelChoiceFilter(queryset=policy.visible_to_request(Job))
@@ -59,5 +71,4 @@ class ExecutionFilter(django_filters.FilterSet):
     def filter_output(
         self, queryset: QuerySet[Execution], name: str, value: str
     ) -> QuerySet[Execution]:
-        matching = logs.chunks_containing(value).filter(execution=OuterRef("pk"))
-        return queryset.filter(Exists(matching))
+        return queryset.filter(pk__in=search.chunks_containing(value).values("execution_id"))

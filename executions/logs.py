@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
-
-from django.db.models import BinaryField, Func, IntegerField, QuerySet, Value
-from django.db.models.functions import Length
 
 from executions.models import HostRun, LogChunk
 
@@ -29,7 +25,7 @@ def read_page(
     if host_run_id is not None:
         chunks = chunks.filter(host_run_id=host_run_id)
     # Sizes first, data second: only the bytes that fit in the page are ever loaded.
-    sizes = list(chunks.annotate(size=Length("data")).values_list("seq", "size")[:limit])
+    sizes = list(chunks.values_list("seq", "size")[:limit])
     last, total = None, 0
     for seq, size in sizes:
         if last is not None and total + size > max_bytes:
@@ -81,7 +77,6 @@ def tail_start(execution_id: int, max_bytes: int, *, max_chunks: int = 2000) -> 
     sizes = (
         LogChunk.objects.filter(execution_id=execution_id)
         .order_by("-seq")
-        .annotate(size=Length("data"))
         .values_list("seq", "size")[:max_chunks]
     )
     total, start = 0, -1
@@ -91,21 +86,3 @@ def tail_start(execution_id: int, max_bytes: int, *, max_chunks: int = 2000) -> 
         total += size
         start = seq - 1
     return start
-
-
-class BytesPosition(Func):
-    """Where `needle` (bytes) starts inside a binary column, 0 if absent: byte-exact on
-    every backend (SQLite's INSTR on blobs, PostgreSQL's POSITION on bytea)."""
-
-    function = "INSTR"
-    output_field = IntegerField()
-
-    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
-        haystack, needle = (compiler.compile(e) for e in self.get_source_expressions())
-        return f"POSITION({needle[0]} IN {haystack[0]})", [*needle[1], *haystack[1]]
-
-
-def chunks_containing(text: str) -> QuerySet[LogChunk]:
-    """Chunks whose bytes contain `text` (UTF-8). A match split across two chunks is missed."""
-    needle = Value(text.encode(), output_field=BinaryField())
-    return LogChunk.objects.annotate(found=BytesPosition("data", needle)).filter(found__gt=0)

@@ -48,6 +48,7 @@ from executions.models import (
     ACTIVE_STATUSES,
     FINISHED_STATUSES,
     Execution,
+    LogChunk,
     Status,
     Trigger,
     WorkerHeartbeat,
@@ -255,4 +256,11 @@ class ExecutionsCollector(Collector):
             "(WORKER_HEARTBEAT_STALE_SECONDS).",
             value=WorkerHeartbeat.objects.live().count(),
         )
-        yield from (ended, active, duration, queue_wait, output, last_success, workers)
+        # Normally near 0: output waits for the workers' indexers only a moment (a search
+        # reads what waits directly, so a backlog slows searches down, it loses nothing).
+        unindexed = GaugeMetricFamily(
+            "tsubame_output_chunks_unindexed",
+            "Stored output chunks waiting for the output search index.",
+            value=LogChunk.objects.filter(indexed=False).count(),
+        )
+        yield from (ended, active, duration, queue_wait, output, last_success, workers, unindexed)

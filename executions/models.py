@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from accounts.models import Source
 from accounts.ownership import TeamOwned
+from executions.fields import ByteCountField, OutputField
 from jobs.parameters import environment_value
 from tsubame.crypto import SecretTextField
 
@@ -251,7 +252,15 @@ class LogChunk(TeamOwned, models.Model):
     host_run = models.ForeignKey(HostRun, on_delete=models.CASCADE, related_name="chunks")
     seq = models.PositiveBigIntegerField()
     stream = models.PositiveSmallIntegerField(choices=Stream.choices)
-    data = models.BinaryField()
+    data = OutputField()
+    # len(data): what retention takes off a run's OutputTotal, without reading the data.
+    size = ByteCountField(of="data")
+    # The unfinished last line of the previous chunk of the same stream (at most
+    # search.LINE_START_BYTES of it): indexed with this chunk, so that a search finds text
+    # that the writer's cut split in two.
+    line_start = models.BinaryField(default=b"", blank=True)
+    # Set once the chunk is in the output search index (executions/search.py).
+    indexed = models.BooleanField(default=False)
     created_at = models.DateTimeField()
 
     class Meta:
@@ -259,7 +268,13 @@ class LogChunk(TeamOwned, models.Model):
         constraints = [
             models.UniqueConstraint(fields=["execution", "seq"], name="logchunk_unique_seq")
         ]
-        indexes = [models.Index(fields=["host_run", "seq"])]
+        indexes = [
+            models.Index(fields=["host_run", "seq"]),
+            # The search indexer's queue: small, since chunks leave it within seconds.
+            models.Index(
+                fields=["id"], condition=models.Q(indexed=False), name="logchunk_unindexed"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.execution_id}:{self.seq}"

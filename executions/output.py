@@ -37,7 +37,7 @@ from django.db import (
 )
 from django.utils import timezone
 
-from executions import live
+from executions import live, search
 from executions.models import LogChunk, OutputTotal
 
 logger = logging.getLogger(__name__)
@@ -119,6 +119,9 @@ class OutputWriter:
         self._pending_bytes = 0
         # Unfinished UTF-8 characters held back per (host run, stream) until more arrives.
         self._tails: dict[tuple[int, int], bytes] = {}
+        # The unfinished line each (host run, stream) ends with so far: the next chunk's
+        # `line_start`, which lets a search find text split between two chunks.
+        self._line_starts: dict[tuple[int, int], bytes] = {}
         self._next_seq = 0
         # Bytes stored so far (as OutputTotal): an absolute figure, so a retried transaction
         # cannot count a batch twice.
@@ -258,29 +261,11 @@ class OutputWriter:
                 self._tails[key], data = data[-held:], data[:-held]
             while data:
                 cut = utf8_safe_split(data, self.chunk_bytes)
-                chunks.append(
-                    LogChunk(
-                        execution_id=self.execution_id,
-                        host_run_id=pending.host_run_id,
-                        seq=seq,
-                        stream=pending.stream,
-                        data=data[:cut],
-                        created_at=pending.arrived,
-                    )
-                )
+                chunks.append(self._chunk(key, seq, data[:cut], pending.arrived))
                 seq += 1
                 data = data[cut:]
         for key in [k for k in self._tails if final or k[0] in final_for]:
-            chunks.append(
-                LogChunk(
-                    execution_id=self.execution_id,
-                    host_run_id=key[0],
-                    seq=seq,
-                    stream=key[1],
-                    data=self._tails.pop(key),
-                    created_at=timezone.now(),
-                )
-            )
+            chunks.append(self._chunk(key, seq, self._tails.pop(key), timezone.now()))
             seq += 1
         self._pending, self._pending_bytes = [], 0
         self._last_flush = time.monotonic()
@@ -288,8 +273,22 @@ class OutputWriter:
             self._save(chunks)
             self._next_seq = seq
 
+    def _chunk(self, key: tuple[int, int], seq: int, data: bytes, arrived: datetime) -> LogChunk:
+        line_start = self._line_starts.get(key, b"")
+        self._line_starts[key] = search.next_line_start(line_start, data)
+        return LogChunk(
+            execution_id=self.execution_id,
+            host_run_id=key[0],
+            seq=seq,
+            stream=key[1],
+            data=data,
+            size=len(data),
+            line_start=line_start,
+            created_at=arrived,
+        )
+
     def _save(self, chunks: list[LogChunk]) -> None:
-        stored = self._stored_bytes + sum(len(chunk.data) for chunk in chunks)
+        stored = self._stored_bytes + sum(chunk.size for chunk in chunks)
         # Output is never dropped: a busy or briefly unavailable database is waited out.
         for attempt in range(1, 31):
             try:
@@ -324,7 +323,17 @@ def _insert(chunks: list[LogChunk]) -> None:
         cursor.executemany(
             _INSERT_CHUNK,
             [
-                (c.execution_id, c.host_run_id, c.seq, c.stream, c.data, c.created_at)
+                (
+                    c.execution_id,
+                    c.host_run_id,
+                    c.seq,
+                    c.stream,
+                    c.data,
+                    c.size,
+                    c.line_start,
+                    c.indexed,
+                    c.created_at,
+                )
                 for c in chunks
             ],
         )
@@ -340,10 +349,24 @@ def _count(execution_id: int, stored: int) -> None:
     )
 
 
-_INSERT_CHUNK = psycopg.sql.SQL("INSERT INTO {} ({}) VALUES (%s, %s, %s, %s, %b, %s)").format(
+_COLUMNS = (
+    "execution_id",
+    "host_run_id",
+    "seq",
+    "stream",
+    "data",
+    "size",
+    "line_start",
+    "indexed",
+    "created_at",
+)
+_INSERT_CHUNK = psycopg.sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
     psycopg.sql.Identifier(LogChunk._meta.db_table),
     psycopg.sql.SQL(", ").join(
-        psycopg.sql.Identifier(LogChunk._meta.get_field(name).column)
-        for name in ("execution_id", "host_run_id", "seq", "stream", "data", "created_at")
+        psycopg.sql.Identifier(LogChunk._meta.get_field(name).column) for name in _COLUMNS
+    ),
+    # Bytes as binary parameters (%b), everything else as text.
+    psycopg.sql.SQL(", ").join(
+        psycopg.sql.SQL("%b" if name in ("data", "line_start") else "%s") for name in _COLUMNS
     ),
 )

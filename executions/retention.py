@@ -30,7 +30,7 @@ from typing import Any
 from django.conf import settings
 from django.db import close_old_connections, connection, models, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Sum, Window
-from django.db.models.functions import Coalesce, Greatest, Length, Now, RowNumber
+from django.db.models.functions import Coalesce, Greatest, Now, RowNumber
 from django.utils import timezone
 
 from accounts.models import Team
@@ -262,7 +262,7 @@ def _any(conditions: list[Q | None]) -> Q | None:
 
 def _count_output(page: list[int], report: TeamPrune) -> None:
     totals = LogChunk.objects.filter(execution_id__in=page).aggregate(
-        chunks=Count("pk"), bytes=Sum(Length("data"))
+        chunks=Count("pk"), bytes=Sum("size")
     )
     report.chunks += totals["chunks"]
     report.bytes += totals["bytes"] or 0
@@ -272,7 +272,7 @@ def _remove_output(page: list[int], report: TeamPrune) -> None:
     """Delete the runs' output chunks, a batch at a time, and take them off their totals."""
     chunks = LogChunk.objects.filter(execution_id__in=page).order_by("pk")
     while rows := list(
-        chunks.values_list("pk", "execution_id", Length("data"))[: settings.PRUNE_BATCH_SIZE]
+        chunks.values_list("pk", "execution_id", "size")[: settings.PRUNE_BATCH_SIZE]
     ):
         sizes: Counter[int] = Counter()
         for _, execution_id, size in rows:

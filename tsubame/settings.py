@@ -308,6 +308,11 @@ SSH_HEARTBEAT_SECONDS = envfloat("SSH_HEARTBEAT_SECONDS", 5.0)
 # At most 128 KiB: one chunk must fit in a WebSocket message once JSON-encoded (up to ~4x).
 OUTPUT_CHUNK_BYTES = min(128 * 1024, max(4096, envint("OUTPUT_CHUNK_BYTES", 64 * 1024)))
 OUTPUT_FLUSH_SECONDS = envfloat("OUTPUT_FLUSH_SECONDS", 0.05)
+# Each worker indexes stored output for search in transactions of about this many bytes
+# (SQLite's one writer waits for each: ~30 ms at 256 KiB), looking again after
+# SEARCH_INDEX_IDLE_SECONDS when nothing waits.
+SEARCH_INDEX_BATCH_BYTES = max(4096, envint("SEARCH_INDEX_BATCH_BYTES", 256 * 1024))
+SEARCH_INDEX_IDLE_SECONDS = envfloat("SEARCH_INDEX_IDLE_SECONDS", 1.0)
 
 Q_CLUSTER = {
     "name": os.getenv("Q_CLUSTER_NAME", "tsubame"),

@@ -146,6 +146,7 @@ def test_every_known_job_shows_every_status_and_trigger_at_zero(make_job, other_
     # Never succeeded: no time at all rather than 1970.
     assert "tsubame_job_last_success_timestamp_seconds" not in samples
     assert samples["tsubame_workers_live"] == {(): 0}
+    assert samples["tsubame_output_chunks_unindexed"] == {(): 0}
 
 
 def test_ended_executions_are_counted_by_status_and_trigger_with_their_times(make_server, make_job):
@@ -248,7 +249,9 @@ def test_a_scrape_reads_the_same_few_queries_however_many_executions(make_server
     make_job("true", [], name="another")
     many = queries()
 
-    # Teams, jobs, executions (grouped, with durations, waits and output sizes), and the
-    # live workers; nothing reads a chunk.
-    assert len(few) == len(many) == 4
-    assert not any("executions_logchunk" in sql for sql in many)
+    # Teams, jobs, executions (grouped, with durations, waits and output sizes), the live
+    # workers, and the chunks waiting for the search index: counted, not one of them read.
+    assert len(few) == len(many) == 5
+    (chunks,) = [sql for sql in many if "executions_logchunk" in sql]
+    assert chunks.startswith("SELECT COUNT(*)")
+    assert '"indexed"' in chunks

@@ -17,7 +17,7 @@ from django.db.models.functions import Now
 from django_q.brokers import get_broker
 from django_q.cluster import Cluster
 
-from executions import reactions, retention, retries, services
+from executions import reactions, retention, retries, search, services
 from executions.models import WorkerHeartbeat
 from jobs import scheduler
 from notifications import sending
@@ -55,12 +55,17 @@ class Command(BaseCommand):
         # handlers stop it on SIGTERM/SIGINT, which ends the loop below.
         cluster.start()
         # Started after the cluster's fork: a process forked while threads run gets copies
-        # of their locks. Notifications go out and retention prunes from this process, never
-        # from a task worker that runs jobs, so neither holds up a run.
+        # of their locks. Notifications go out, retention prunes and output is indexed for
+        # search from this process, never from a task worker that runs jobs, so none of them
+        # holds up a run.
         stop_threads = threading.Event()
         threads = [
             threading.Thread(target=serve, args=(stop_threads,), name=name)
-            for name, serve in (("notify", sending.serve), ("prune", retention.serve))
+            for name, serve in (
+                ("notify", sending.serve),
+                ("prune", retention.serve),
+                ("search-index", search.serve),
+            )
         ]
         for thread in threads:
             thread.start()
