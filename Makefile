@@ -68,6 +68,7 @@ bench: $(VENV)/.installed-dev
 	@$(MAKE) --no-print-directory debian-packages PACKAGES="$(DEBIAN_TEST_PACKAGES)"
 	$(PY) bench/engine.py
 	$(PY) bench/ui.py
+	$(PY) bench/viewers.py
 	$(PY) bench/schedules.py
 	$(PY) bench/history.py
 	$(PY) bench/metrics.py

@@ -1,8 +1,9 @@
 """The doorbell between workers and live-output consumers.
 
 The database is the truth: a worker commits output or a status change, then rings the
-execution's group; consumers answer by reading what is new from the database. A lost ring
-costs latency, never data, because consumers also poll (LIVE_POLL_SECONDS).
+execution's group; each web process's feed of the execution (executions/fanout.py) answers
+by reading what is new from the database, once for all its viewers. A lost ring costs
+latency, never data, because feeds also poll (LIVE_POLL_SECONDS).
 """
 
 from __future__ import annotations

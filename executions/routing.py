@@ -1,7 +1,7 @@
 from django.urls import path
 
-from executions.bearer_consumer import TokenOrSessionExecutionConsumer
+from executions.consumers import ExecutionConsumer
 
 websocket_urlpatterns = [
-    path("ws/executions/<int:execution_id>/", TokenOrSessionExecutionConsumer.as_asgi()),
+    path("ws/executions/<int:execution_id>/", ExecutionConsumer.as_asgi()),
 ]

@@ -267,6 +267,9 @@ LIVE_POLL_SECONDS = envfloat("LIVE_POLL_SECONDS", 5.0 if REDIS_URL else 0.1)
 LIVE_FALLBACK_POLL_SECONDS = envfloat("LIVE_FALLBACK_POLL_SECONDS", 0.5)
 # An open live-output socket checks this often that its session and access still hold.
 LIVE_ACCESS_RECHECK_SECONDS = envfloat("LIVE_ACCESS_RECHECK_SECONDS", 5.0)
+# The most live output a viewer may have waiting to be sent (a slow or stalled client): past
+# it, the viewer leaves the shared feed and catches up from the database.
+LIVE_VIEWER_BUFFER_BYTES = envint("LIVE_VIEWER_BUFFER_BYTES", 4 * 1024 * 1024)
 
 # The longest one execution may occupy a worker process; django-q2 kills it after this.
 EXECUTION_MAX_SECONDS = envint("EXECUTION_MAX_SECONDS", 7 * 24 * 3600)

@@ -2,15 +2,17 @@
 
 import base64
 import json
+from unittest import mock
 
 import pytest
 from asgiref.sync import async_to_sync
-from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
+from django.db import DatabaseError
 
-from executions import runner
+from executions import fanout, live, runner
 from executions.consumers import CLOSE_SERVER_ERROR, MAX_MESSAGE_BYTES
-from executions.models import Execution, Status
+from executions.models import Status
 from executions.tests.helpers import start
 from executions.tests.live_client import session_headers
 from tsubame.asgi import build_application
@@ -98,8 +100,10 @@ async def _listen_then_break(path, headers, execution_id):
     assert connected
     await communicator.send_to(text_data="this is not JSON")  # ignored, not a crash
     first = await communicator.receive_json_from(timeout=10)
-    await database_sync_to_async(Execution.objects.filter(pk=execution_id).delete)()
-    closed = await communicator.receive_output(timeout=10)
+    # Reading fails from now on, as in a database outage; the ring makes the feed read now.
+    with mock.patch.object(fanout, "read_new", side_effect=DatabaseError("outage")):
+        await get_channel_layer().group_send(live.group_name(execution_id), live.CHANGED)
+        closed = await communicator.receive_output(timeout=10)
     await communicator.disconnect()
     return first, closed
 
