@@ -24,6 +24,10 @@ class AnyOfFilter(django_filters.MultipleChoiceFilter):
 
 
 class OutputSearchField(forms.CharField):
+    def __init__(self, **kwargs: Any) -> None:
+        # Exact means exact: a space around the text is part of what is searched for.
+        super().__init__(strip=False, **kwargs)
+
     def validate(self, value: str) -> None:
         super().validate(value)
         if value and (problem := search.needle_problem(value)):
@@ -71,4 +75,4 @@ class ExecutionFilter(django_filters.FilterSet):
     def filter_output(
         self, queryset: QuerySet[Execution], name: str, value: str
     ) -> QuerySet[Execution]:
-        return queryset.filter(pk__in=search.chunks_containing(value).values("execution_id"))
+        return queryset.filter(search.executions_containing(value))

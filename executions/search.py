@@ -31,7 +31,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
-from django.db.models import BinaryField, BooleanField, F, Func, Q, QuerySet, Value
+from django.db.models import BinaryField, BooleanField, F, Func, Q, QuerySet, Subquery, Value
 from django.db.models.expressions import RawSQL
 
 from executions.fields import unpack
@@ -146,6 +146,34 @@ def chunks_containing(needle: str) -> QuerySet[LogChunk]:
     """
     candidates = _indexed_candidates(needle) | Q(indexed=False)
     return LogChunk.objects.filter(candidates).filter(_OutputHas(needle.encode()))
+
+
+class _ExecutionHasMatch(Func):
+    """The outer execution is one of those whose chunks `matching` finds.
+
+    PostgreSQL reads `pk IN (subquery)` as a semi-join and, for a list wanting the newest
+    50 of a team, walks that team's runs newest first checking each one's chunks: a scan of
+    their whole output (4.3 s at 1 GiB). ARRAY(subquery) is computed once, from the trigram
+    index, before the list is read.
+    """
+
+    output_field = BooleanField()
+
+    def __init__(self, matching: QuerySet[LogChunk]) -> None:
+        super().__init__(F("pk"), Subquery(matching.values("execution_id")))
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        (pk, pk_params), (chunks, chunk_params) = (
+            compiler.compile(expression) for expression in self.get_source_expressions()
+        )
+        if connection.vendor == "postgresql":
+            return f"{pk} = ANY(ARRAY{chunks})", [*pk_params, *chunk_params]
+        return f"{pk} IN {chunks}", [*pk_params, *chunk_params]
+
+
+def executions_containing(needle: str) -> Q:
+    """A filter for Executions: those whose output contains `needle`."""
+    return Q(_ExecutionHasMatch(chunks_containing(needle).order_by()))
 
 
 def register_functions(sender: Any, connection: Any, **kwargs: Any) -> None:

@@ -124,6 +124,23 @@ def test_a_search_that_cannot_be_done_says_why(api, client, viewer, needle, mess
     assert message in page.content.decode()
 
 
+def test_spaces_around_the_text_are_part_of_it(execution, api) -> None:
+    write(execution, b"step 300: done\n")
+    search.index_everything()
+    assert searched_ids(api, "step 300") == [execution.pk]
+    assert searched_ids(api, "step 300 ") == []
+    assert searched_ids(api, "   ") == []
+
+
+def test_a_search_the_ui_cannot_do_shows_no_runs_and_names_the_field(
+    execution, client, viewer
+) -> None:
+    client.force_login(viewer)
+    page = client.get("/executions/", {"q": "ok"}).content.decode()
+    assert "Output contains: Output search needs at least 3 characters." in page
+    assert f"/executions/{execution.pk}/" not in page  # not the unfiltered list instead
+
+
 def test_two_indexers_never_index_a_chunk_twice(execution) -> None:
     write(execution, b"first\n", b"second\n")
     waiting = search.waiting_batch(1 << 20)
