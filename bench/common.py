@@ -48,16 +48,20 @@ class OpenSsh:
             f"[{sshd.host}]:{sshd.port} {sshd.host_key.key_type} {sshd.host_key.key_base64}\n"
         )
 
-    def seconds(self, command: str, *, first_byte: bool = False) -> float:
-        """Seconds until `command`'s output was read to the end (or its first byte)."""
-        argv = [
+    def argv(self, command: str) -> list[str]:
+        return [
             "ssh", "-i", str(self.key_file), "-p", str(self.sshd.port),
             "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
             "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "ControlMaster=no",
             f"{self.sshd.username}@{self.sshd.host}", command,
         ]  # fmt: skip
+
+    def seconds(self, command: str, *, first_byte: bool = False) -> float:
+        """Seconds until `command`'s output was read to the end (or its first byte)."""
         began = time.perf_counter()
-        with subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL) as proc:
+        with subprocess.Popen(
+            self.argv(command), stdout=subprocess.PIPE, stdin=subprocess.DEVNULL
+        ) as proc:
             assert proc.stdout is not None
             if first_byte:
                 proc.stdout.read(1)
@@ -70,3 +74,12 @@ class OpenSsh:
         if proc.returncode:
             raise RuntimeError(f"ssh exited {proc.returncode}")
         return elapsed
+
+    def seconds_in_parallel(self, command: str, count: int, parallel: int) -> float:
+        """Seconds for `count` logins running `command`, `parallel` at a time: `seq COUNT |
+        xargs -P PARALLEL -I {} ssh … COMMAND` (no {} in it: each line only starts one login)."""
+        lines = "".join(f"{n}\n" for n in range(count)).encode()
+        argv = ["xargs", "-P", str(parallel), "-I", "{}", *self.argv(command)]
+        began = time.perf_counter()
+        subprocess.run(argv, input=lines, stdout=subprocess.DEVNULL, check=True)
+        return time.perf_counter() - began

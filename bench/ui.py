@@ -12,7 +12,9 @@ Debian's chromium through Playwright, and prints:
      screen and the stream has ended,  vs  `ssh host tail -c 2097152 FILE` of the same output;
      plus the longest the page's main thread was blocked meanwhile
 Times are the browser's own (from the click event, or from the start of the navigation), so
-Playwright's round trips are not in them; a last line shows where the time went. "On screen"
+Playwright's round trips are not in them; a last line shows where the time went (for 1, also
+when the worker had the run queued, claimed it and got its first output, by the same
+machine's clock). "On screen"
 means in the terminal's rendered rows, which is also far cheaper to poll than bufferText()
 (200-350 ms for 2 MB here). A page not open after OPEN_TIMEOUT is reported as stuck, with
 what daphne logged. Machines here are shared and noisy: read the ratios, not the absolute
@@ -124,6 +126,8 @@ TIMELINE = """() => {
 class Round:
     marks: dict[str, float]  # milliseconds since the click or navigation, as the page saw them
     stall: float  # the longest the page's main thread was blocked, in milliseconds
+    clicked_at: float = 0.0  # wall-clock milliseconds of the click, for server-side marks
+    execution_url: str = ""
 
     @property
     def seconds(self) -> float:
@@ -200,6 +204,10 @@ def report(sshd: LocalSshd, keys: ClientKeys, openssh: OpenSsh, url: str) -> boo
     first_job = Job.objects.create(team=team, name="first line", script=FIRST_SCRIPT)
     first_job.servers.set([server])
     big = store_big_log(team, server)
+    # The worker indexes the big log for search in the background, writing all the while:
+    # clicks on Run measured meanwhile would time that (seconds on SQLite, whose one writer
+    # each claim waits for), not how a run starts.
+    wait_for(lambda: not LogChunk.objects.filter(indexed=False).exists(), timeout=900, every=1)
 
     ssh_first = [openssh.seconds("echo first-line", first_byte=True) for _ in range(FIRST_ROUNDS)]
     tail = f"tail -c {TAIL_WINDOW_BYTES} ~/{BIG_FILE}"
@@ -228,6 +236,7 @@ def report(sshd: LocalSshd, keys: ClientKeys, openssh: OpenSsh, url: str) -> boo
                     break  # the next rounds would wait just as long for the same thing
         finally:
             browser.close()
+    add_server_marks(firsts)  # the ORM again, now that Playwright is done
 
     first, reference_first = median_seconds(firsts), statistics.median(ssh_first)
     reference_tail = statistics.median(ssh_tail)
@@ -251,7 +260,8 @@ def report(sshd: LocalSshd, keys: ClientKeys, openssh: OpenSsh, url: str) -> boo
         line = f"{name:34} {ours_text:>10}  {theirs_text:<30} {ratio_text:>6}  {target}"
         print(line.rstrip())
     print("where the time went, as the page saw it (medians, ms since the click/navigation):")
-    print("  1. " + timeline(firsts, ["html", "ready", "socketOpen", "firstOutput", "shown"]))
+    marks = ["queued", "claimed", "output", "html", "ready", "socketOpen", "firstOutput", "shown"]
+    print("  1. " + timeline(firsts, marks))
     if stuck:
         print("  2. " + stuck)
     else:
@@ -295,7 +305,21 @@ def first_line(page: Page, job_url: str) -> Round:
     # The page's clock starts with the navigation that the click started a moment before.
     offset = timeline["origin"] - timeline["clickedAt"]
     marks = {name: ms + offset for name, ms in (timeline["marks"] | {"shown": shown}).items()}
-    return Round(marks, timeline["stall"])
+    return Round(marks, timeline["stall"], timeline["clickedAt"], page.url)
+
+
+def add_server_marks(rounds: list[Round]) -> None:
+    """When each round's execution was queued, claimed by a worker, and its first output
+    arrived in the worker, in milliseconds since the click (the same machine's clock)."""
+    for round_ in rounds:
+        pk = int(round_.execution_url.rstrip("/").rsplit("/", 1)[1])
+        execution = Execution.objects.get(pk=pk)
+        first = LogChunk.objects.filter(execution=execution).order_by("seq").first()
+        times = {"queued": execution.enqueued_at, "claimed": execution.started_at}
+        times["output"] = first.created_at if first else None
+        for name, at in times.items():
+            if at is not None:
+                round_.marks[name] = at.timestamp() * 1000 - round_.clicked_at
 
 
 def open_log(page: Page, big: BigLog) -> Round:

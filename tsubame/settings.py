@@ -306,6 +306,9 @@ EXECUTION_MAX_PARALLEL = max(1, envint("EXECUTION_MAX_PARALLEL", 50))
 EXECUTION_KILL_GRACE_SECONDS = envfloat("EXECUTION_KILL_GRACE_SECONDS", 2.0)
 SSH_CONNECT_TIMEOUT_SECONDS = envfloat("SSH_CONNECT_TIMEOUT_SECONDS", 10.0)
 SSH_HEARTBEAT_SECONDS = envfloat("SSH_HEARTBEAT_SECONDS", 5.0)
+# How long a worker process keeps a run's SSH connection open for the next run on the same
+# server (servers.ssh.pool); 0: a new login for every run.
+SSH_KEEP_IDLE_SECONDS = envfloat("SSH_KEEP_IDLE_SECONDS", 60.0)
 
 # Output is written in chunks of at most this many bytes, at most every OUTPUT_FLUSH_SECONDS.
 # At most 128 KiB: one chunk must fit in a WebSocket message once JSON-encoded (up to ~4x).
@@ -330,7 +333,9 @@ Q_CLUSTER = {
     "max_attempts": 1,
     "ack_failures": True,
     "save_limit": 1000,
-    "poll": 0.1,
+    # How often the ORM broker looks for a new task (Redis hands one over at once): a run
+    # from the UI waits half of it on average. 50 small queries a second per worker.
+    "poll": 0.02,
     "catch_up": False,
     "label": "Task queue",
 }

@@ -53,6 +53,8 @@ with `sleep` (no `timeout`, perl or python on the remote), stops the script afte
 MISSED_HEARTBEATS intervals without one. The client's TCP gives up on unacknowledged data
 only after that (`outlives_silence`), so a run reported "disconnected" is no longer running.
 
+A run's connection can be kept open for the next run on the same server (servers.ssh.pool).
+
 A connection lost while a command runs gives outcome "disconnected", not an exception: the
 output so far was delivered and the caller records a result either way. Failing to start the
 command at all raises ProtocolError.
@@ -69,6 +71,7 @@ from servers.ssh.errors import (
     Unreachable,
 )
 from servers.ssh.keys import Credentials, HostKey, load_private_key
+from servers.ssh.pool import ConnectionPool
 from servers.ssh.remote import EXIT_DRAIN_SECONDS, INTERPRETER_PATTERN, RunResult, Stream
 from servers.ssh.session import ConnectionCheck, Session, check_connection, connect
 from servers.ssh.transport import Target, fetch_host_key
@@ -79,6 +82,7 @@ __all__ = [
     "AuthFailed",
     "ConnectTimeout",
     "ConnectionCheck",
+    "ConnectionPool",
     "CredentialError",
     "Credentials",
     "HostKey",

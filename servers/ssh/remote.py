@@ -85,9 +85,11 @@ def wrapper_command(size: int, interpreter: str, grace: float, heartbeat: float)
     # No "!" either: csh expands history even inside single quotes, so no [!...] patterns.
     steps = [
         "umask 077",
-        "f=$(mktemp) || exit 125",
-        'h=$(mktemp) || { rm -f "$f"; exit 125; }',
-        'clean() { rm -f "$f" "$h"; }',
+        # One private directory for the script and the heartbeat mark: every process the
+        # wrapper starts costs the remote about a millisecond, times the hosts of a fan-out.
+        "d=$(mktemp -d) || exit 125",
+        "f=$d/script; h=$d/beat",
+        'clean() { rm -rf "$d"; }',
         # A terminal hangs up when the channel closes, e.g. on a cancel while the script
         # was still arriving: leave nothing behind.
         'trap "clean; exit 129" HUP',
@@ -96,10 +98,9 @@ def wrapper_command(size: int, interpreter: str, grace: float, heartbeat: float)
         # The environment block comes first and is read by `read` itself, which takes a pipe
         # byte by byte: no helper process whose arguments `ps` shows, not even a value's
         # length; and nothing read past the block, unlike busybox's `head -c`.
-        "nl=$(echo; echo x); nl=${nl%x}",
         # The values wait in the positional parameters, not exported: the wrapper's own
         # commands (sleep, rm) must neither show them in their environment nor obey them.
-        "set --",
+        "nl=; set --",
         # Per variable `NAME COUNT`, then COUNT lines joined back with newlines, until an
         # empty line. The name is checked one character at a time, as there is no [!...].
         'while :; do IFS= read -r l || refuse; [ -n "$l" ] || break',
@@ -109,6 +110,8 @@ def wrapper_command(size: int, interpreter: str, grace: float, heartbeat: float)
         f"case $r in [{_UPPER}0123456789_]*) r=${{r#?}};; *) refuse;; esac; done",
         '[ "$k" -gt 0 ] 2>/dev/null || refuse',
         "IFS= read -r v || refuse",
+        # The newline that joins a value's lines, made (by a subshell) only when needed.
+        '[ $k -gt 1 ] && [ -z "$nl" ] && { nl=$(echo; echo x); nl=${nl%x}; }',
         "while [ $k -gt 1 ]; do IFS= read -r l || refuse; v=$v$nl$l; k=$((k - 1)); done",
         'set -- "$@" "$n" "$v"',
         "done",

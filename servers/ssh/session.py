@@ -70,6 +70,9 @@ class Session:
         record_arrival_order(transport, self._orders)
         self._patience = 0.0  # how long this connection waits for a silent server
         self._patience_lock = threading.Lock()
+        # How long the server may take to confirm a new session (servers.ssh.pool shortens
+        # it for a connection that sat idle).
+        self.open_timeout = target.connect_timeout
 
     def __enter__(self) -> Session:
         return self
@@ -79,6 +82,9 @@ class Session:
 
     def close(self) -> None:
         self._transport.close()
+
+    def is_active(self) -> bool:
+        return self._transport.is_active()
 
     def run(
         self,
@@ -145,7 +151,7 @@ class Session:
 
     def _open(self, command: str, terminal: bool) -> tuple[paramiko.Channel, ArrivalOrder]:
         try:
-            channel = self._transport.open_session(timeout=self._target.connect_timeout)
+            channel = self._transport.open_session(timeout=self.open_timeout)
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise ProtocolError(f"cannot open a session on {self._target.host}: {exc}") from exc
         # Before the command starts, so that the order of its very first output is noted.
