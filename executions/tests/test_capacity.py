@@ -28,17 +28,22 @@ def host_threads(execution: Execution) -> int:
     return sum(t.name.startswith(f"exec-{execution.pk}_") for t in threading.enumerate())
 
 
+def database_connections() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = %s AND backend_type = 'client backend'",
+            [connection.settings_dict["NAME"]],
+        )
+        return cursor.fetchone()[0]
+
+
 def sample_until_finished(execution: Execution) -> Samples:
     """Watch a run from outside, as an operator would, until it has finished."""
     samples = Samples()
     with connection.cursor() as cursor:
         while True:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = %s AND backend_type = 'client backend'",
-                [connection.settings_dict["NAME"]],
-            )
-            samples.connections.append(cursor.fetchone()[0])
+            samples.connections.append(database_connections())
             cursor.execute(
                 "SELECT status, extract(epoch FROM now() - heartbeat_at) "
                 "FROM executions_execution WHERE id = %s",
@@ -68,15 +73,18 @@ def test_five_hundred_hosts_hold_a_fixed_number_of_database_connections(
     servers = [make_server(name=f"node-{i:03}") for i in range(500)]
     job = make_job("echo hi", servers, max_parallel=settings.EXECUTION_MAX_PARALLEL)
     execution = start(job)
+    # This test's connection and what earlier tests left idle in this process's pool, which
+    # the run may take again.
+    before = database_connections()
     in_background(lambda: runner.run_execution(execution.pk))
     samples = sample_until_finished(execution)
 
     execution.refresh_from_db()
     assert execution.status == Status.SUCCEEDED, execution.summary
     assert execution.summary == "500 succeeded"
-    # This test's connection, and the worker's main thread, output writer and watchdog: the
-    # same for 5 hosts or 5,000, and for any number running at once.
-    assert max(samples.connections) <= 4, samples.connections
+    # At most the worker's main thread, output writer and watchdog on top: the same for 5
+    # hosts or 5,000, and for any number running at once.
+    assert max(samples.connections) <= before + 3, (before, samples.connections)
     assert max(samples.host_threads) <= settings.EXECUTION_MAX_PARALLEL
     # Never older than what the reaper tolerates: the run was never in danger of being lost.
     assert samples.heartbeat_ages
