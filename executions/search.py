@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from django.conf import settings
@@ -40,6 +41,7 @@ from executions.models import LogChunk
 logger = logging.getLogger(__name__)
 
 LINE_START_BYTES = 255
+SQLITE_YIELD_SECONDS = 0.1
 MAX_NEEDLE_BYTES = LINE_START_BYTES + 1
 # The shortest needle a trigram index can look up.
 MIN_NEEDLE_CHARS = 3
@@ -267,6 +269,7 @@ def serve(stop: threading.Event) -> None:
     """A worker's indexer: until `stop`, index what waits, resting a moment when nothing
     does. Runs in a thread of `manage.py worker`, so no run waits for its output's index."""
     while not stop.is_set():
+        began = time.monotonic()
         try:
             busy = forget_next() + index_next()
         except Exception:
@@ -275,3 +278,9 @@ def serve(stop: threading.Event) -> None:
         if not busy:
             close_old_connections()
             stop.wait(settings.SEARCH_INDEX_IDLE_SECONDS)
+        elif connection.vendor == "sqlite":
+            # SQLite has one writer and no queue: a writer kept waiting sleeps up to 100 ms
+            # between tries, and would find the lock taken again by the next batch each time.
+            # Letting go for that long (and at least as long as the batch held it) lets runs'
+            # claims, heartbeats and output in: behind a 75 MB log, claims waited 4-5 s.
+            stop.wait(max(SQLITE_YIELD_SECONDS, time.monotonic() - began))
