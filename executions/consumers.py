@@ -15,10 +15,11 @@ Messages sent, in order:
 replacement characters).
 
 A socket that may not stream is accepted and then closed with a code that says why: 4401
-signed out (or an API token no longer valid), 4404 no such execution (or not yours to see), 4400 a malformed `after`; 4500
-asks the client to reconnect. Access is checked again every LIVE_ACCESS_RECHECK_SECONDS.
-The channel layer is only a doorbell: while it fails (Redis down) the feed reads the
-database every LIVE_FALLBACK_POLL_SECONDS and joins its group again once the layer is back.
+signed out (or an API token no longer valid), 4404 no such execution (or not yours to see),
+4400 a malformed `after`; 4500 asks the client to reconnect. Access is checked again every
+LIVE_ACCESS_RECHECK_SECONDS. The channel layer is only a doorbell: while it fails (Redis
+down) the feed reads the database every LIVE_FALLBACK_POLL_SECONDS and joins its group again
+once the layer is back.
 """
 
 from __future__ import annotations

@@ -101,6 +101,7 @@ def test_a_cancelled_run_exits_3(cli, make_server, make_job, shared_dir):
         read_until(process, b"step1\n")
         cancel = cli.run("cancel", str(execution.pk))
         assert cancel.returncode == 0, cancel.stderr
+        assert cancel.stdout == f"execution {execution.pk}: cancel requested (it was running)\n"
         assert process.wait(60) == 3
     finally:
         process.kill()

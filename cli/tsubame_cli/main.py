@@ -161,7 +161,12 @@ def cmd_status(api: Api, args: argparse.Namespace) -> int:
 def cmd_cancel(api: Api, args: argparse.Namespace) -> int:
     with resources.missing(f"no execution {args.execution}"):
         execution = api.post(f"/api/v1/executions/{args.execution}/cancel/")
-    print(f"execution {execution['id']}: {execution['status']}")
+    status = execution["status"]
+    if status in EXIT_CODES:
+        print(f"execution {execution['id']}: {status}")
+    else:
+        # The worker stops it within seconds; its status says so once it has.
+        print(f"execution {execution['id']}: cancel requested (it was {status})")
     return 0
 
 
