@@ -5,7 +5,6 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.db.models import Prefetch
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -28,7 +27,7 @@ from jobs.services import (
     save_secret_variable,
 )
 from servers.models import Server
-from tsubame.pages import filtered_page
+from tsubame.pages import Paginator, filtered_page
 
 
 def visible_targets(user: Any) -> Prefetch:

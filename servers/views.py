@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -14,7 +13,7 @@ from servers import services, ssh
 from servers.filters import ServerFilter
 from servers.forms import ServerPageForm
 from servers.models import Server
-from tsubame.pages import filtered_page
+from tsubame.pages import Paginator, filtered_page
 
 
 @login_required

@@ -241,3 +241,28 @@ def test_upgrading_packs_the_output_stored_before_on_sqlite(execution) -> None:
         assert cursor.fetchone()[0] < len(text) / 4
     chunk = LogChunk.objects.get(execution=execution)
     assert (chunk.data, chunk.size) == (text, len(text))
+
+
+def test_a_run_that_begins_to_match_between_count_and_page_leaves_no_old_one_out(
+    execution, make_job, make_server, api
+) -> None:
+    # The list's count and its page are two queries. A run whose output begins to match in
+    # between must not push an older match off the page (the page was cut at the count).
+    needle = "deploy finished: release 7"
+    write(execution, f"{needle}\n".encode())
+    search.index_everything()
+    newer = start(make_job("true", [make_server()]))
+    counted: list[str] = []
+
+    def new_match_after_the_count(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if sql.startswith("SELECT COUNT(*)") and not counted:
+            counted.append(sql)
+            write(newer, f"{needle}\n".encode())
+        return result
+
+    with connection.execute_wrapper(new_match_after_the_count):
+        response = api.get("/api/v1/executions/", {"q": needle})
+    assert counted
+    assert response.status_code == 200, response.content
+    assert {item["id"] for item in response.json()["results"]} == {execution.pk, newer.pk}
