@@ -41,10 +41,11 @@ from executions.models import LogChunk
 logger = logging.getLogger(__name__)
 
 LINE_START_BYTES = 255
-SQLITE_YIELD_SECONDS = 0.1
 MAX_NEEDLE_BYTES = LINE_START_BYTES + 1
 # The shortest needle a trigram index can look up.
 MIN_NEEDLE_CHARS = 3
+# How long the indexer lets go of SQLite's write lock after each batch, at least (see serve).
+SQLITE_YIELD_SECONDS = 0.1
 
 CHUNKS = LogChunk._meta.db_table
 FTS_TABLE = "executions_logchunk_search"
