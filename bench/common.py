@@ -26,7 +26,23 @@ import django  # noqa: E402
 
 django.setup()
 
+from accounts.models import Team  # noqa: E402
+from servers.models import Server  # noqa: E402
 from servers.tests.sshd import ClientKeys, LocalSshd  # noqa: E402
+
+
+def trusted_server(team: Team, sshd: LocalSshd, keys: ClientKeys, name: str = "bench") -> Server:
+    """A server of `team` on the benchmark's sshd, logging in with `keys`, its key trusted."""
+    server = Server.objects.create(
+        team=team,
+        name=name,
+        host=sshd.host,
+        port=sshd.port,
+        username=sshd.username,
+        private_key=keys.private_key,
+    )
+    server.trust_host_key(sshd.host_key, None)
+    return server
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 600, every: float = 0.002) -> None:

@@ -33,7 +33,7 @@ from functools import partial
 from pathlib import Path
 
 import paramiko
-from common import WORK, OpenSsh, wait_for  # sets Django up: before the app's modules
+from common import WORK, OpenSsh, trusted_server, wait_for  # sets Django up first
 from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
@@ -70,16 +70,7 @@ class Bench:
         self.team = Team.objects.create(name="bench")
         self.servers = []
         for i in range(FANOUT):
-            server = Server.objects.create(
-                team=self.team,
-                name=f"bench-{i:02}",
-                host=sshd.host,
-                port=sshd.port,
-                username=sshd.username,
-                private_key=keys.private_key,
-            )
-            server.trust_host_key(sshd.host_key, None)
-            self.servers.append(server)
+            self.servers.append(trusted_server(self.team, sshd, keys, f"bench-{i:02}"))
 
     def job(self, script: str, servers: list[Server]) -> Job:
         job = Job.objects.create(team=self.team, name=f"bench-{Job.objects.count()}", script=script)

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from common import BASE_DIR, WORK, OpenSsh, wait_for
+from common import BASE_DIR, WORK, OpenSsh, trusted_server, wait_for
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
@@ -192,15 +192,7 @@ def report(sshd: LocalSshd, keys: ClientKeys, openssh: OpenSsh, url: str) -> boo
     # asyncio loop marked as running in this thread, which the ORM then refuses to run under.
     team = Team.objects.create(name=NAME)
     get_user_model().objects.create_superuser(NAME, password=PASSWORD)
-    server = Server.objects.create(
-        team=team,
-        name="bench",
-        host=sshd.host,
-        port=sshd.port,
-        username=sshd.username,
-        private_key=keys.private_key,
-    )
-    server.trust_host_key(sshd.host_key, None)
+    server = trusted_server(team, sshd, keys)
     first_job = Job.objects.create(team=team, name="first line", script=FIRST_SCRIPT)
     first_job.servers.set([server])
     big = store_big_log(team, server)

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import WORK, wait_for  # sets Django up: before the app's modules
+from common import WORK, trusted_server, wait_for  # sets Django up: before the app's modules
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
@@ -46,7 +46,6 @@ from accounts.models import Team
 from executions import services
 from executions.models import LogChunk, Trigger
 from jobs.models import Job
-from servers.models import Server
 from servers.tests.sshd import GENEROUS_LIMITS, ClientKeys, LocalSshd
 from tsubame.tests.processes import app_environment, free_port, spawn, stop
 from tsubame.webserver import main as webserver
@@ -219,15 +218,7 @@ def main() -> None:
     count_file = WORK / "queries"
     count_file.write_text("[0, 0]")
     with LocalSshd(keys, limits=GENEROUS_LIMITS) as sshd:
-        server = Server.objects.create(
-            team=team,
-            name="bench",
-            host=sshd.host,
-            port=sshd.port,
-            username=sshd.username,
-            private_key=keys.private_key,
-        )
-        server.trust_host_key(sshd.host_key, None)
+        server = trusted_server(team, sshd, keys)
         env = app_environment()
         processes = [spawn([sys.executable, "manage.py", "worker"], env, WORK / "worker.log")]
         try:
