@@ -20,14 +20,20 @@ pytestmark = [
 ]
 
 
+# The web process's connections carry this name (libpq reads PGAPPNAME), so that only they
+# are dropped: this process's own pooled connections are not the web process under test.
+WEB_APPLICATION_NAME = "tsubame-pool-test-web"
+
+
 def drop_web_sessions() -> None:
     """What a database restart does to a web process: its connections are gone."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-            "AND backend_type = 'client backend'"
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name = %s",
+            [WEB_APPLICATION_NAME],
         )
+        assert cursor.fetchone()[0] >= 1, "the web process held no connection to drop"
 
 
 def test_connections_come_from_the_pool():
@@ -39,7 +45,8 @@ def test_connections_come_from_the_pool():
 
 def test_a_web_process_survives_the_database_dropping_its_connections(superuser, tmp_path):
     token = ApiToken.issue(superuser, "pool")[1]
-    web, port = start_webserver(app_environment(), tmp_path / "web.log")
+    environment = app_environment() | {"PGAPPNAME": WEB_APPLICATION_NAME}
+    web, port = start_webserver(environment, tmp_path / "web.log")
     try:
         url = f"http://127.0.0.1:{port}/api/v1/teams/"
         headers = {"Authorization": f"Bearer {token}"}
