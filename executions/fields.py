@@ -26,18 +26,17 @@ ZSTD_LEVEL = 1
 _codecs = threading.local()
 
 
-def _compressor() -> zstandard.ZstdCompressor:
+def _thread_codecs() -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
     # zstandard's (de)compressors are not safe to share between threads.
-    if not hasattr(_codecs, "compressor"):
-        _codecs.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
-        _codecs.decompressor = zstandard.ZstdDecompressor()
-    return _codecs.compressor
+    if not hasattr(_codecs, "pair"):
+        _codecs.pair = (zstandard.ZstdCompressor(level=ZSTD_LEVEL), zstandard.ZstdDecompressor())
+    return _codecs.pair
 
 
 def pack(data: bytes) -> bytes:
     """`data` as SQLite stores it: a codec tag, then the bytes, compressed if that pays."""
     if len(data) >= COMPRESS_FROM_BYTES:
-        packed = _compressor().compress(data)
+        packed = _thread_codecs()[0].compress(data)
         if len(packed) < len(data):
             return bytes((ZSTD,)) + packed
     return bytes((RAW,)) + data
@@ -46,8 +45,7 @@ def pack(data: bytes) -> bytes:
 def unpack(stored: bytes) -> bytes:
     """What `pack` was given."""
     if stored[0] == ZSTD:
-        _compressor()
-        return _codecs.decompressor.decompress(memoryview(stored)[1:])
+        return _thread_codecs()[1].decompress(memoryview(stored)[1:])
     if stored[0] == RAW:
         return bytes(memoryview(stored)[1:])
     raise ValueError(f"stored output has an unknown codec tag {stored[0]}")
